@@ -1,0 +1,146 @@
+"""The ``fmnist`` command line. Heavy libraries are imported inside the commands, so
+``fmnist --help`` and the inference commands start fast."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fmnist.config import DEFAULTS, MODELS
+from fmnist.errors import ConfigError, report_errors
+
+app = typer.Typer(
+    help="Train autoencoders on Fashion-MNIST and serve them as framework-free ONNX artifacts.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _d(name: str) -> str:
+    return f"(default: {getattr(DEFAULTS, name)})"
+
+
+# Flags shared by every training command. Defaults live in fmnist.config.Config only:
+# None here means "the config's default", shown in --help.
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", envvar="FMNIST_DATA", show_envvar=True,
+                 help="Folder holding FashionMNIST/raw (torchvision layout). (default: ~/.cache/fmnist)"),
+]
+RunDir = Annotated[
+    Path | None,
+    typer.Option("--run-dir", help="Run folder for checkpoints, metrics and config. (default: a new runs/<time>)"),
+]
+Epochs = Annotated[int | None, typer.Option("--epochs", help=f"Epochs per model. {_d('epochs')}")]
+LimitTrain = Annotated[
+    int | None,
+    typer.Option("--limit-train", help="Use the first N training images after the seeded shuffle. (default: all)"),
+]
+Seed = Annotated[int | None, typer.Option("--seed", help=f"Seed for split, init and batches. {_d('seed')}")]
+LatentDim = Annotated[int | None, typer.Option("--latent-dim", help=f"Latent size d. {_d('latent_dim')}")]
+Lr = Annotated[float | None, typer.Option("--lr", help=f"Adam learning rate. {_d('lr')}")]
+L1 = Annotated[float | None, typer.Option("--l1", help=f"L1 penalty l1*sum|w| on the AE weights. {_d('l1')}")]
+L2 = Annotated[float | None, typer.Option("--l2", help=f"L2 as Adam weight decay. {_d('l2')}")]
+BatchSize = Annotated[int | None, typer.Option("--batch-size", help=f"Batch size. {_d('batch_size')}")]
+Download = Annotated[
+    bool,
+    typer.Option("--download/--no-download", help="Download Fashion-MNIST if it is not in the data folder."),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from fmnist import __version__
+
+        typer.echo(f"fmnist {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = None,
+) -> None:
+    """Train autoencoders on Fashion-MNIST and serve them as framework-free ONNX artifacts."""
+
+
+def _parse_model(model: str) -> tuple[str, ...]:
+    if model == "all":
+        return MODELS
+    if model not in MODELS:
+        raise ConfigError(f"--model must be one of {', '.join(MODELS)} or all, not {model!r}")
+    return (model,)
+
+
+@app.command()
+@report_errors
+def train(
+    model: Annotated[str, typer.Option("--model", help="ae, classifier, vae, or all (in that order).")] = "all",
+    data_dir: DataDir = None,
+    run_dir: RunDir = None,
+    epochs: Epochs = None,
+    limit_train: LimitTrain = None,
+    seed: Seed = None,
+    latent_dim: LatentDim = None,
+    lr: Lr = None,
+    l1: L1 = None,
+    l2: L2 = None,
+    batch_size: BatchSize = None,
+    arch: Annotated[str | None, typer.Option("--arch", help=f"AE architecture. {_d('arch')}")] = None,
+    head_width: Annotated[
+        int | None, typer.Option("--head-width", help=f"Classifier hidden width h. {_d('head_width')}")
+    ] = None,
+    unfreeze: Annotated[
+        bool | None,
+        typer.Option("--unfreeze/--freeze", help="Fine-tune the encoder end to end (encoder lr scaled down). (default: freeze)"),
+    ] = None,
+    iw_samples: Annotated[
+        int | None, typer.Option("--iw-samples", help=f"Importance samples for the VAE's log p(x). {_d('iw_samples')}")
+    ] = None,
+    params: Annotated[
+        Path | None, typer.Option("--params", help="JSON of hyper-parameters (e.g. from `fmnist tune`); flags win.")
+    ] = None,
+    ae_run: Annotated[
+        Path | None, typer.Option("--ae-run", help="Run folder whose AE the classifier uses. (default: this run's)")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --run-dir from its last.ckpt.")] = False,
+    download: Download = True,
+    accelerator: Annotated[str, typer.Option("--accelerator", help="Lightning accelerator: cpu, gpu, auto...")] = "auto",
+    devices: Annotated[str, typer.Option("--devices", help="Lightning devices: a count, a list, or auto.")] = "auto",
+    strategy: Annotated[str, typer.Option("--strategy", help="Lightning strategy: auto, ddp, ...")] = "auto",
+    precision: Annotated[str | None, typer.Option("--precision", help="Lightning precision: 32, bf16-mixed, ...")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
+) -> None:
+    """Train the AE, the classifier on its frozen encoder, and the VAE (checkpoints, metrics CSV, summary)."""
+    from fmnist.config import Config
+    from fmnist.training.run import Hardware, train_models
+
+    base = Config.from_json(params) if params else DEFAULTS
+    overrides = dict(
+        epochs=epochs, limit_train=limit_train, seed=seed, latent_dim=latent_dim, lr=lr, l1=l1, l2=l2,
+        batch_size=batch_size, arch=arch, head_width=head_width, unfreeze=unfreeze, iw_samples=iw_samples,
+    )
+    hardware = Hardware(accelerator, devices, strategy, precision, progress)
+    train_models(
+        _parse_model(model), base, overrides, data_dir=data_dir, run_dir=run_dir, ae_run=ae_run,
+        resume=resume, download=download, hardware=hardware,
+    )
+
+
+from fmnist.serve import commands as _inference_commands  # noqa: E402
+from fmnist.serve import server as _server  # noqa: E402
+
+_inference_commands.register(app)  # generate, classify, reconstruct, encode, evaluate
+_server.register(app)  # serve
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""The one typed configuration: every hyper-parameter with its default.
+
+CLI flags, Optuna trials and ``--params`` files make new configs with :func:`Config.updated`;
+the resolved config is saved in every checkpoint and bundle and models are rebuilt from it,
+never from today's defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fmnist.errors import ConfigError
+
+MODELS = ("ae", "classifier", "vae")
+ARCHS = ("seed",)
+
+
+@dataclass(frozen=True)
+class Config:
+    # data
+    seed: int = 0
+    limit_train: int | None = None  # first N training images after the seeded shuffle
+    val_fraction: float = 0.1  # seeded hold-out of the official training set
+    # optimisation, shared by every model
+    epochs: int = 30
+    batch_size: int = 300
+    lr: float = 1e-3
+    # autoencoder (the VAE uses the same latent size)
+    arch: str = "seed"
+    latent_dim: int = 8
+    l1: float = 0.0  # l1 * sum|w| added to the loss
+    l2: float = 0.0  # Adam weight decay
+    # classifier head on the AE's encoder
+    head_width: int = 126
+    unfreeze: bool = False
+    encoder_lr_scale: float = 0.1  # encoder lr = lr * this, with --unfreeze
+    # VAE evaluation
+    iw_samples: int = 100  # importance samples for the log p(x) estimate
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.seed >= 0, "--seed must be >= 0"),
+            (self.limit_train is None or self.limit_train >= 1, "--limit-train must be >= 1"),
+            (0.0 < self.val_fraction < 1.0, "val_fraction must be in (0, 1)"),
+            (self.epochs >= 1, "--epochs must be >= 1"),
+            (self.batch_size >= 1, "--batch-size must be >= 1"),
+            (self.lr > 0, "--lr must be > 0"),
+            (self.arch in ARCHS, f"--arch must be one of {', '.join(ARCHS)}"),
+            (self.latent_dim >= 1, "--latent-dim must be >= 1"),
+            (self.l1 >= 0, "--l1 must be >= 0"),
+            (self.l2 >= 0, "--l2 must be >= 0"),
+            (self.head_width >= 1, "--head-width must be >= 1"),
+            (self.encoder_lr_scale > 0, "encoder_lr_scale must be > 0"),
+            (self.iw_samples >= 1, "--iw-samples must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    def updated(self, **changes: Any) -> Config:
+        """A copy with ``changes`` applied; ``None`` values mean "keep", unknown keys are errors."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ConfigError(f"unknown hyper-parameter(s): {', '.join(unknown)}")
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Config:
+        return cls().updated(**values)
+
+    @classmethod
+    def from_json(cls, path: Path) -> Config:
+        try:
+            values = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such file") from None
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: expected a JSON object of hyper-parameters")
+        return cls.from_dict(values)
+
+
+DEFAULTS = Config()

@@ -1,0 +1,1 @@
+"""Export: checkpoints to a verified bundle of ONNX graphs, latent samplers and a manifest."""

@@ -1,0 +1,1 @@
+"""Inference from exported bundles: numpy, onnxruntime and Pillow only (no torch, no scikit-learn)."""

@@ -1,0 +1,1 @@
+"""Training side: data, models, losses, Lightning modules, tuning (torch, Lightning, Optuna)."""
