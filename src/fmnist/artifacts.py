@@ -20,6 +20,14 @@ vae_decoder.onnx   latent [N,d]                 image [N,1,28,28] in [0,1]
 ``pca_components`` [c,d], ``kde_pca_points`` [m,c], ``kde_pca_bandwidth`` [],
 ``kde_latent_points`` [m,d], ``kde_latent_bandwidth`` []. ``pca.joblib``, ``kde_pca.joblib``
 and ``kde_latent.joblib`` are the fitted scikit-learn objects for the training side only.
+
+``manifest.json`` keys: ``format_version``, ``package_version``, ``created`` (ISO time),
+``libraries`` (name -> version), ``config`` (fmnist.config.Config as a dict), ``latent_dim``,
+``class_names`` (10 names), ``input_contract``, ``graphs`` (name -> {file, inputs, outputs}),
+``vae`` ({``log_scale``: the likelihood's learned log standard deviation}), ``samplers``
+({pca_components, kde_points, kde_pca_bandwidth, kde_latent_bandwidth}), ``metrics``
+({reconstruction_mse, classifier_accuracy, vae_elbo, ...} on the official test set),
+``provenance`` (run folder, command, git commit) and ``files`` (name -> {size, sha256}).
 """
 
 from __future__ import annotations
