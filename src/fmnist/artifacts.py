@@ -106,9 +106,7 @@ def load_manifest(folder: Path) -> dict[str, Any]:
         raise BundleError(f"{path} is not valid JSON: the bundle is damaged") from None
     version = manifest.get("format_version") if isinstance(manifest, dict) else None
     if version != FORMAT_VERSION:
-        raise BundleError(
-            f"{path}: bundle format {version!r}, this fmnist reads format {FORMAT_VERSION}"
-        )
+        raise BundleError(f"{path}: bundle format {version!r}, this fmnist reads format {FORMAT_VERSION}")
     for name, entry in manifest.get("files", {}).items():
         file = folder / name
         if not file.is_file():
