@@ -164,6 +164,39 @@ def train(
     )
 
 
+@app.command()
+@report_errors
+def export(
+    run_dir: Annotated[
+        Path | None, typer.Option("--run-dir", help="Training run to export. (default: the newest under runs/)")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Bundle folder to write (replaced atomically).")] = Path(
+        "artifacts"
+    ),
+    data_dir: DataDir = None,
+    download: Download = True,
+    pca_components: Annotated[int, typer.Option("--pca-components", min=1, help="PCA components for kde-pca.")] = 2,
+    kde_points: Annotated[
+        int, typer.Option("--kde-points", min=10, help="Encoded training images each KDE keeps (and ships).")
+    ] = 5000,
+) -> None:
+    """Export a run's checkpoints to a bundle: ONNX graphs, PCA/KDE samplers, a manifest with hashes."""
+    from fmnist.export.bundle import export_bundle, latest_run
+    from fmnist.training.data import default_data_dir
+
+    run = run_dir if run_dir is not None else latest_run()
+    manifest = export_bundle(
+        run,
+        out,
+        data_dir=data_dir or default_data_dir(),
+        download=download,
+        pca_components=pca_components,
+        kde_points=kde_points,
+    )
+    size = sum(f["size"] for f in manifest["files"].values())
+    typer.echo(f"exported {run} -> {out} ({len(manifest['files'])} files, {size / 1e6:.1f} MB)")
+
+
 from fmnist.serve import commands as _inference_commands  # noqa: E402
 from fmnist.serve import server as _server  # noqa: E402
 

@@ -15,8 +15,7 @@ import torch
 from typer.testing import CliRunner
 
 from fmnist.cli import app
-
-TINY = ["--limit-train", "2000", "--batch-size", "100", "--lr", "0.01", "--no-progress"]
+from tests.conftest import TINY
 
 
 def run_cli(*args: str):
@@ -30,17 +29,6 @@ def read_csv(path: Path) -> list[dict]:
 
 def without_time(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in rows]
-
-
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory, data_dir) -> Path:
-    """AE, classifier and VAE trained once for 3 epochs on 2,000 images."""
-    run = tmp_path_factory.mktemp("runs") / "tiny"
-    result = run_cli(
-        "train", "--model", "all", "--data-dir", data_dir, "--run-dir", run, "--epochs", "3", "--iw-samples", "4", *TINY
-    )
-    assert result.exit_code == 0, result.output
-    return run
 
 
 def test_run_folder_layout(tiny_run):
