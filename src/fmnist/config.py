@@ -9,13 +9,24 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fmnist.errors import ConfigError
 
+DATA_ENV_VAR = "FMNIST_DATA"
 MODELS = ("ae", "classifier", "vae")
+
+
+def default_data_dir() -> Path:
+    """``$FMNIST_DATA``, else a per-user cache folder (torchvision layout below it)."""
+    if os.environ.get(DATA_ENV_VAR):
+        return Path(os.environ[DATA_ENV_VAR])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fmnist"
+
+
 ARCHS = ("seed",)
 LR_SCHEDULES = ("cosine", "constant")
 
