@@ -41,6 +41,7 @@ def loss_curves(
             if name in columns:
                 ax.plot(epochs, columns[name], marker="o", markersize=3, label=name)
         ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

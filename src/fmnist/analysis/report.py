@@ -218,32 +218,45 @@ def study_figures(stores: list[tuple[str, str]], study_name: str | None, report:
     import warnings
 
     import optuna
-    from optuna.visualization import matplotlib as ovm
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    for slug, url in stores:
-        names = [study_name] if study_name else optuna.study.get_all_study_names(url)
-        for name in names:
-            study = optuna.load_study(study_name=name, storage=url)
-            label = re.sub(r"[^A-Za-z0-9_-]+", "-", f"{slug}-{name}" if slug else name)
-            done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-            if len(study.directions) > 1:
-                report.notices.append(f"study {name}: multi-objective, tuning figures skipped")
-                continue
-            if not done:
-                report.notices.append(f"study {name} in {url}: no completed trial, tuning figures skipped")
-                continue
-            log(f"study {name}: {len(done)} completed trials")
-            out = figures.axes_figure(ovm.plot_optimization_history(study), report.out / f"study_{label}_history.png")
-            report.add(out, "Tuning", f"Optuna study {name!r} ({url}): objective per trial and best so far.")
-            try:
-                ax = ovm.plot_param_importances(study)
-            except (ValueError, RuntimeError) as e:  # e.g. one trial, or a parameter that never varied
-                report.notices.append(f"study {name}: parameter importances skipped ({e})")
-                continue
-            out = figures.axes_figure(ax, report.out / f"study_{label}_importance.png")
-            report.add(out, "Tuning", f"Optuna study {name!r}: parameter importances (fANOVA).")
+    # Optuna's plots switch matplotlib to its ggplot style globally; keep that inside this section
+    with figures._pyplot().rc_context():
+        for slug, url in stores:
+            _plot_studies(slug, url, study_name, report, log)
+
+
+def _plot_studies(slug: str, url: str, study_name: str | None, report: Report, log) -> None:
+    """History and importance figures of one storage's studies (or only ``study_name``)."""
+    import optuna
+    from optuna.visualization import matplotlib as ovm
+
+    names = optuna.study.get_all_study_names(url)
+    if study_name is not None:
+        if study_name not in names:
+            report.notices.append(f"no study {study_name!r} in {url} (it holds {', '.join(names) or 'none'})")
+        names = [n for n in names if n == study_name]
+    for name in names:
+        study = optuna.load_study(study_name=name, storage=url)
+        label = re.sub(r"[^A-Za-z0-9_-]+", "-", f"{slug}-{name}" if slug else name)
+        done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if len(study.directions) > 1:
+            report.notices.append(f"study {name}: multi-objective, tuning figures skipped")
+            continue
+        if not done:
+            report.notices.append(f"study {name} in {url}: no completed trial, tuning figures skipped")
+            continue
+        log(f"study {name}: {len(done)} completed trials")
+        out = figures.axes_figure(ovm.plot_optimization_history(study), report.out / f"study_{label}_history.png")
+        report.add(out, "Tuning", f"Optuna study {name!r} ({url}): objective per trial and best so far.")
+        try:
+            ax = ovm.plot_param_importances(study)
+        except (ValueError, RuntimeError) as e:  # e.g. one trial, or a parameter that never varied
+            report.notices.append(f"study {name}: parameter importances skipped ({e})")
+            continue
+        out = figures.axes_figure(ax, report.out / f"study_{label}_importance.png")
+        report.add(out, "Tuning", f"Optuna study {name!r}: parameter importances (fANOVA).")
 
 
 def find_studies(run_dir: Path, storage: str | None) -> list[tuple[str, str]]:
