@@ -106,9 +106,7 @@ def load_manifest(folder: Path) -> dict[str, Any]:
         raise BundleError(f"{path} is not valid JSON: the bundle is damaged") from None
     version = manifest.get("format_version") if isinstance(manifest, dict) else None
     if version != FORMAT_VERSION:
-        raise BundleError(
-            f"{path}: bundle format {version!r}, this fmnist reads format {FORMAT_VERSION}"
-        )
+        raise BundleError(f"{path}: bundle format {version!r}, this fmnist reads format {FORMAT_VERSION}")
     for name, entry in manifest.get("files", {}).items():
         file = folder / name
         if not file.is_file():
@@ -128,10 +126,16 @@ def default_bundle_dir() -> Path:
     return Path(str(resources.files("fmnist") / "default_bundle"))
 
 
+LOCAL_BUNDLE = Path("artifacts")  # where `fmnist export` writes by default
+
+
 def resolve_bundle_dir(arg: str | os.PathLike[str] | None = None) -> Path:
-    """``--artifacts`` if given, else ``$FMNIST_ARTIFACTS``, else the bundled default."""
+    """``--artifacts`` if given, else ``$FMNIST_ARTIFACTS``, else ``./artifacts`` when it holds a
+    bundle (what `fmnist export` just wrote), else the bundled default."""
     if arg:
         return Path(arg)
     if os.environ.get(ENV_VAR):
         return Path(os.environ[ENV_VAR])
+    if (LOCAL_BUNDLE / MANIFEST).is_file():
+        return LOCAL_BUNDLE
     return default_bundle_dir()

@@ -27,8 +27,12 @@ def _d(name: str) -> str:
 # None here means "the config's default", shown in --help.
 DataDir = Annotated[
     Path | None,
-    typer.Option("--data-dir", envvar="FMNIST_DATA", show_envvar=True,
-                 help="Folder holding FashionMNIST/raw (torchvision layout). (default: ~/.cache/fmnist)"),
+    typer.Option(
+        "--data-dir",
+        envvar="FMNIST_DATA",
+        show_envvar=True,
+        help="Folder holding FashionMNIST/raw (torchvision layout). (default: ~/.cache/fmnist)",
+    ),
 ]
 RunDir = Annotated[
     Path | None,
@@ -44,6 +48,10 @@ LatentDim = Annotated[int | None, typer.Option("--latent-dim", help=f"Latent siz
 Lr = Annotated[float | None, typer.Option("--lr", help=f"Adam learning rate. {_d('lr')}")]
 L1 = Annotated[float | None, typer.Option("--l1", help=f"L1 penalty l1*sum|w| on the AE weights. {_d('l1')}")]
 L2 = Annotated[float | None, typer.Option("--l2", help=f"L2 as Adam weight decay. {_d('l2')}")]
+LrSchedule = Annotated[
+    str | None,
+    typer.Option("--lr-schedule", help=f"cosine (decay to 0 over --epochs) or constant. {_d('lr_schedule')}"),
+]
 BatchSize = Annotated[int | None, typer.Option("--batch-size", help=f"Batch size. {_d('batch_size')}")]
 Download = Annotated[
     bool,
@@ -90,13 +98,16 @@ def train(
     l1: L1 = None,
     l2: L2 = None,
     batch_size: BatchSize = None,
+    lr_schedule: LrSchedule = None,
     arch: Annotated[str | None, typer.Option("--arch", help=f"AE architecture. {_d('arch')}")] = None,
     head_width: Annotated[
         int | None, typer.Option("--head-width", help=f"Classifier hidden width h. {_d('head_width')}")
     ] = None,
     unfreeze: Annotated[
         bool | None,
-        typer.Option("--unfreeze/--freeze", help="Fine-tune the encoder end to end (encoder lr scaled down). (default: freeze)"),
+        typer.Option(
+            "--unfreeze/--freeze", help="Fine-tune the encoder end to end (encoder lr scaled down). (default: freeze)"
+        ),
     ] = None,
     iw_samples: Annotated[
         int | None, typer.Option("--iw-samples", help=f"Importance samples for the VAE's log p(x). {_d('iw_samples')}")
@@ -109,10 +120,14 @@ def train(
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --run-dir from its last.ckpt.")] = False,
     download: Download = True,
-    accelerator: Annotated[str, typer.Option("--accelerator", help="Lightning accelerator: cpu, gpu, auto...")] = "auto",
+    accelerator: Annotated[
+        str, typer.Option("--accelerator", help="Lightning accelerator: cpu, gpu, auto...")
+    ] = "auto",
     devices: Annotated[str, typer.Option("--devices", help="Lightning devices: a count, a list, or auto.")] = "auto",
     strategy: Annotated[str, typer.Option("--strategy", help="Lightning strategy: auto, ddp, ...")] = "auto",
-    precision: Annotated[str | None, typer.Option("--precision", help="Lightning precision: 32, bf16-mixed, ...")] = None,
+    precision: Annotated[
+        str | None, typer.Option("--precision", help="Lightning precision: 32, bf16-mixed, ...")
+    ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
 ) -> None:
     """Train the AE, the classifier on its frozen encoder, and the VAE (checkpoints, metrics CSV, summary)."""
@@ -121,14 +136,65 @@ def train(
 
     base = Config.from_json(params) if params else DEFAULTS
     overrides = dict(
-        epochs=epochs, limit_train=limit_train, seed=seed, latent_dim=latent_dim, lr=lr, l1=l1, l2=l2,
-        batch_size=batch_size, arch=arch, head_width=head_width, unfreeze=unfreeze, iw_samples=iw_samples,
+        epochs=epochs,
+        limit_train=limit_train,
+        seed=seed,
+        latent_dim=latent_dim,
+        lr=lr,
+        l1=l1,
+        l2=l2,
+        batch_size=batch_size,
+        lr_schedule=lr_schedule,
+        arch=arch,
+        head_width=head_width,
+        unfreeze=unfreeze,
+        iw_samples=iw_samples,
     )
     hardware = Hardware(accelerator, devices, strategy, precision, progress)
     train_models(
-        _parse_model(model), base, overrides, data_dir=data_dir, run_dir=run_dir, ae_run=ae_run,
-        resume=resume, download=download, hardware=hardware,
+        _parse_model(model),
+        base,
+        overrides,
+        data_dir=data_dir,
+        run_dir=run_dir,
+        ae_run=ae_run,
+        resume=resume,
+        download=download,
+        hardware=hardware,
     )
+
+
+@app.command()
+@report_errors
+def export(
+    run_dir: Annotated[
+        Path | None, typer.Option("--run-dir", help="Training run to export. (default: the newest under runs/)")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Bundle folder to write (replaced atomically).")] = Path(
+        "artifacts"
+    ),
+    data_dir: DataDir = None,
+    download: Download = True,
+    pca_components: Annotated[int, typer.Option("--pca-components", min=1, help="PCA components for kde-pca.")] = 2,
+    kde_points: Annotated[
+        int, typer.Option("--kde-points", min=10, help="Encoded training images each KDE keeps (and ships).")
+    ] = 5000,
+) -> None:
+    """Export a run's checkpoints to a bundle: ONNX graphs, PCA/KDE samplers, a manifest with hashes."""
+    from fmnist.export.bundle import export_bundle, latest_run
+    from fmnist.training.data import default_data_dir
+
+    run = run_dir if run_dir is not None else latest_run()
+    manifest = export_bundle(
+        run,
+        out,
+        data_dir=data_dir or default_data_dir(),
+        download=download,
+        pca_components=pca_components,
+        kde_points=kde_points,
+    )
+    size = sum(f["size"] for f in manifest["files"].values())
+    typer.echo(f"exported {run} -> {out} ({len(manifest['files'])} files, {size / 1e6:.1f} MB)")
 
 
 from fmnist.serve import commands as _inference_commands  # noqa: E402

@@ -17,6 +17,7 @@ from fmnist.errors import ConfigError
 
 MODELS = ("ae", "classifier", "vae")
 ARCHS = ("seed",)
+LR_SCHEDULES = ("cosine", "constant")
 
 
 @dataclass(frozen=True)
@@ -26,9 +27,10 @@ class Config:
     limit_train: int | None = None  # first N training images after the seeded shuffle
     val_fraction: float = 0.1  # seeded hold-out of the official training set
     # optimisation, shared by every model
-    epochs: int = 30
+    epochs: int = 100
     batch_size: int = 300
-    lr: float = 1e-3
+    lr: float = 3e-3
+    lr_schedule: str = "cosine"  # cosine decays lr to 0 over the epochs; or constant
     # autoencoder (the VAE uses the same latent size)
     arch: str = "seed"
     latent_dim: int = 8
@@ -49,6 +51,7 @@ class Config:
             (self.epochs >= 1, "--epochs must be >= 1"),
             (self.batch_size >= 1, "--batch-size must be >= 1"),
             (self.lr > 0, "--lr must be > 0"),
+            (self.lr_schedule in LR_SCHEDULES, f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}"),
             (self.arch in ARCHS, f"--arch must be one of {', '.join(ARCHS)}"),
             (self.latent_dim >= 1, "--latent-dim must be >= 1"),
             (self.l1 >= 0, "--l1 must be >= 0"),

@@ -126,7 +126,8 @@ class EpochBatches(torch.utils.data.Sampler):
         return list(order.split(self.batch_size))[self.rank :: self.world]
 
     def __iter__(self):
-        return iter(self._batches())
+        # lazy: on resume Lightning creates the iterator before it calls set_epoch
+        yield from self._batches()
 
     def __len__(self) -> int:
         n_batches = -(-self.n // self.batch_size)

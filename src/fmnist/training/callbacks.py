@@ -1,0 +1,65 @@
+"""Callbacks: the per-epoch metrics CSV and per-epoch reseeding (for exact resume)."""
+
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+
+
+class MetricsCSV(L.Callback):
+    """One row per epoch: every train_*/val_* metric, the learning rate and the epoch time.
+
+    The rows live in the callback's state, which Lightning saves in each checkpoint, so a resumed
+    run's CSV holds exactly the epochs its checkpoint had; the file is rewritten whole each epoch.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.rows: list[dict] = []
+        self._start, self._lr = 0.0, 0.0
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._start = time.perf_counter()
+        self._lr = trainer.optimizers[0].param_groups[0]["lr"]  # the rate this epoch trained with
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        metrics = {k: float(v) for k, v in sorted(trainer.callback_metrics.items()) if k.startswith(("train_", "val_"))}
+        self.rows.append(
+            {
+                "epoch": trainer.current_epoch,
+                **metrics,
+                "lr": self._lr,
+                "epoch_time_s": round(time.perf_counter() - self._start, 4),
+            }
+        )
+        if trainer.is_global_zero:
+            self._write()
+
+    def _write(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(self.rows[0]))
+            writer.writeheader()
+            writer.writerows(self.rows)
+        tmp.replace(self.path)
+
+    def state_dict(self):
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state_dict):
+        self.rows = list(state_dict["rows"])
+
+
+class EpochSeed(L.Callback):
+    """Reseed torch at each epoch start from (seed, epoch): a resumed run draws what an
+    uninterrupted one would (VAE noise), without storing RNG states."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        torch.manual_seed(self.seed * 100_003 + trainer.current_epoch + 1)

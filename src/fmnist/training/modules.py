@@ -1,0 +1,100 @@
+"""Thin LightningModules around the plain models: one shared step, config in the checkpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from fmnist.config import Config
+from fmnist.training import losses, models
+
+
+class _Base(L.LightningModule):
+    """Saves the config dict as hyper-parameters and rebuilds the model from it."""
+
+    model_name: str
+    monitor: str  # validation metric for ModelCheckpoint
+    monitor_mode: str
+
+    def __init__(self, config: dict[str, Any]):
+        super().__init__()
+        self.save_hyperparameters()
+        self.config = Config.from_dict(config)
+        self.model = models.build(self.model_name, self.config)
+
+    def _metrics(self, batch) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def _common_step(self, batch, stage: str) -> torch.Tensor:
+        metrics = self._metrics(batch)
+        self.log_dict(
+            {f"{stage}_{k}": v for k, v in metrics.items()},
+            on_step=False,
+            on_epoch=True,
+            prog_bar=stage == "val",
+            batch_size=len(batch[0]),
+        )
+        return metrics["loss"]
+
+    def training_step(self, batch, batch_idx):
+        return self._common_step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._common_step(batch, "val")
+
+    def param_groups(self) -> list[dict]:
+        return [{"params": self.parameters(), "lr": self.config.lr}]
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.Adam(self.param_groups(), lr=self.config.lr, weight_decay=self.config.l2)
+        if self.config.lr_schedule == "constant":
+            return optimizer
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.config.epochs)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+class AEModule(_Base):
+    model_name, monitor, monitor_mode = "ae", "val_mse", "min"
+
+    def _metrics(self, batch):
+        x, _ = batch
+        loss, mse = losses.ae_loss(self.model(x), x, self.model, self.config.l1)
+        return {"loss": loss, "mse": mse}
+
+
+class ClassifierModule(_Base):
+    model_name, monitor, monitor_mode = "classifier", "val_loss", "min"
+
+    def _metrics(self, batch):
+        x, y = batch
+        logits = self.model(x)
+        acc = (logits.argmax(1) == y).float().mean()
+        return {"loss": F.cross_entropy(logits, y), "acc": acc}
+
+    def param_groups(self) -> list[dict]:
+        c = self.config
+        groups = [{"params": self.model.head.parameters(), "lr": c.lr}]
+        if c.unfreeze:
+            groups.append({"params": self.model.encoder.parameters(), "lr": c.lr * c.encoder_lr_scale})
+        return groups
+
+
+class VAEModule(_Base):
+    model_name, monitor, monitor_mode = "vae", "val_loss", "min"
+
+    def _metrics(self, batch):
+        x, _ = batch
+        recon, _, mu, logvar = self.model(x)
+        elbo, rec, kl = losses.elbo_terms(x, recon, mu, logvar, self.model.log_scale)
+        return {"loss": -elbo.mean(), "elbo": elbo.mean(), "rec": rec.mean(), "kl": kl.mean()}
+
+
+MODULES: dict[str, type[_Base]] = {"ae": AEModule, "classifier": ClassifierModule, "vae": VAEModule}
+
+
+def load_module(model_name: str, checkpoint: str, map_location: str = "cpu") -> _Base:
+    """Rebuild a trained module from its checkpoint (config from the checkpoint, not defaults)."""
+    return MODULES[model_name].load_from_checkpoint(checkpoint, map_location=map_location)

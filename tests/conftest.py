@@ -1,0 +1,47 @@
+"""Shared fixtures. Nothing here downloads: the data comes from $FMNIST_DATA or ../shared/data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+# small, fast training settings shared by the tests that train on the real data
+TINY = ["--limit-train", "2000", "--batch-size", "100", "--lr", "0.01", "--no-progress"]
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("FMNIST_DATA", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    raw = DATA_DIR / "FashionMNIST" / "raw"
+    if not (raw / "t10k-images-idx3-ubyte").exists():
+        pytest.fail(f"Fashion-MNIST not found under {raw}: set FMNIST_DATA to the folder holding FashionMNIST/raw")
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, data_dir) -> Path:
+    """AE, classifier and VAE trained once for 3 epochs on 2,000 images."""
+    from fmnist.cli import app
+
+    run = tmp_path_factory.mktemp("runs") / "tiny"
+    args = ["train", "--model", "all", "--data-dir", data_dir, "--run-dir", run, "--epochs", "3", "--iw-samples", "4"]
+    result = CliRunner().invoke(app, [str(a) for a in [*args, *TINY]])
+    assert result.exit_code == 0, result.output
+    return run
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory, tiny_run, data_dir) -> Path:
+    """The tiny run exported once (small KDE)."""
+    from fmnist.cli import app
+
+    out = tmp_path_factory.mktemp("bundles") / "tiny"
+    args = ["export", "--run-dir", tiny_run, "--out", out, "--data-dir", data_dir, "--kde-points", "400"]
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return out

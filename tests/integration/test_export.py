@@ -1,0 +1,143 @@
+"""Export: checked ONNX graphs, samplers, manifest integrity, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from fmnist import artifacts
+from fmnist.cli import app
+from fmnist.errors import BundleError
+from fmnist.export.graphs import scaled_difference
+from fmnist.training.data import load_official, to_float
+from fmnist.training.modules import load_module
+
+
+def test_bundle_files_and_manifest(tiny_bundle, tiny_run):
+    manifest = json.loads((tiny_bundle / "manifest.json").read_text())
+    expected = {*artifacts.GRAPHS.values(), artifacts.SAMPLERS_NPZ, *artifacts.SKLEARN_PICKLES}
+    assert set(manifest["files"]) == expected
+    assert manifest["format_version"] == artifacts.FORMAT_VERSION
+    assert manifest["latent_dim"] == 8 and len(manifest["class_names"]) == 10
+    assert manifest["config"]["limit_train"] == 2000  # the run's config, not today's defaults
+    summary = json.loads((tiny_run / "ae" / "summary.json").read_text())
+    assert manifest["metrics"]["reconstruction_mse"] == summary["test_mse"]
+    assert {"torch", "onnx", "onnxruntime", "scikit-learn"} <= set(manifest["libraries"])
+    assert manifest["provenance"]["run_dir"] == str(tiny_run.resolve())
+    for name, entry in manifest["files"].items():
+        assert entry["sha256"] == artifacts.sha256_file(tiny_bundle / name)
+    assert artifacts.load_manifest(tiny_bundle)["files"] == manifest["files"]
+
+
+@pytest.mark.parametrize("name", list(artifacts.GRAPHS))
+def test_graphs_pass_the_checker_and_match_pytorch(tiny_bundle, tiny_run, data_dir, name):
+    path = tiny_bundle / artifacts.GRAPHS[name]
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = to_float(load_official(data_dir, train=False, download=False).images[-37:])  # not the export batch
+    ae = load_module("ae", str(tiny_run / "ae" / "best.ckpt")).model.eval()
+    clf = load_module("classifier", str(tiny_run / "classifier" / "best.ckpt")).model.eval()
+    vae = load_module("vae", str(tiny_run / "vae" / "best.ckpt")).model.eval()
+    with torch.inference_mode():
+        z, mu = ae.encoder(x), vae.encode(x)[0]
+        hidden = clf.head.hidden(clf.encoder(x))
+        logits = clf.head.out(hidden)
+        cases = {
+            "encoder": (x, [z]),
+            "decoder": (z, [ae.decoder(z)]),
+            "classifier": (x, [logits, torch.softmax(logits, 1), hidden]),
+            "vae_encoder": (x, list(vae.encode(x))),
+            "vae_decoder": (mu, [vae.decoder(mu)]),
+        }
+    inputs, want = cases[name]
+    got = session.run(None, {session.get_inputs()[0].name: inputs.numpy()})
+    assert [o.name for o in session.get_outputs()] == json.loads((tiny_bundle / "manifest.json").read_text())["graphs"][
+        name
+    ]["outputs"]
+    assert session.get_inputs()[0].shape[0] == "N"  # dynamic batch axis
+    for g, w in zip(got, want, strict=True):
+        assert g.shape == tuple(w.shape)
+        assert scaled_difference(g, w.numpy()) <= 1e-5
+        if np.abs(w.numpy()).max() <= 1:  # images and probabilities: absolute
+            assert np.abs(g - w.numpy()).max() <= 1e-5
+
+
+def test_samplers_npz_holds_the_fitted_objects(tiny_bundle):
+    import joblib
+
+    arrays = np.load(tiny_bundle / "samplers.npz", allow_pickle=False)
+    pca = joblib.load(tiny_bundle / "pca.joblib")
+    kde = joblib.load(tiny_bundle / "kde_latent.joblib")
+    kde_pca = joblib.load(tiny_bundle / "kde_pca.joblib")
+    assert np.array_equal(arrays["pca_components"], pca.components_) and arrays["pca_components"].shape == (2, 8)
+    assert np.array_equal(arrays["kde_latent_points"], np.asarray(kde.tree_.data))
+    assert arrays["kde_latent_points"].shape == (400, 8) and arrays["kde_pca_points"].shape == (400, 2)
+    assert float(arrays["kde_pca_bandwidth"]) == kde_pca.bandwidth_
+    assert np.isclose(np.logspace(-1, 1, 20), kde.bandwidth_).any()  # picked from the seed's grid
+
+
+@pytest.fixture
+def bundle_copy(tiny_bundle, tmp_path):
+    copy = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, copy)
+    return copy
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda b: (b / "decoder.onnx").unlink(), "decoder.onnx is missing"),
+        (
+            lambda b: (b / "encoder.onnx").write_bytes((b / "encoder.onnx").read_bytes()[:100]),
+            "encoder.onnx has the wrong size",
+        ),
+        (
+            lambda b: (b / "samplers.npz").write_bytes(b"x" * (b / "samplers.npz").stat().st_size),
+            "samplers.npz fails its sha256",
+        ),
+        (lambda b: (b / "manifest.json").unlink(), "manifest.json is missing"),
+        (lambda b: (b / "manifest.json").write_text('{"format_version": 99}'), "format 99"),
+    ],
+)
+def test_damaged_bundles_are_refused_naming_the_file(bundle_copy, damage, message):
+    damage(bundle_copy)
+    with pytest.raises(BundleError, match=message):
+        artifacts.load_manifest(bundle_copy)
+
+
+def test_export_is_atomic(tiny_run, tiny_bundle, data_dir, tmp_path, monkeypatch):
+    from fmnist.export import bundle
+
+    out = tmp_path / "out"
+    shutil.copytree(tiny_bundle, out)
+    before = (out / "manifest.json").read_text()
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bundle, "save_samplers", crash)
+    result = CliRunner().invoke(
+        app, ["export", "--run-dir", str(tiny_run), "--out", str(out), "--data-dir", str(data_dir)]
+    )
+    assert result.exit_code == 130
+    assert (out / "manifest.json").read_text() == before  # the old bundle is untouched
+    assert artifacts.load_manifest(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary folder left behind
+
+
+def test_export_refuses_a_run_without_models_and_a_foreign_out_folder(tmp_path, tiny_run):
+    result = CliRunner().invoke(app, ["export", "--run-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "export needs a run" in result.output
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    result = CliRunner().invoke(app, ["export", "--run-dir", str(tiny_run), "--out", str(foreign)])
+    assert result.exit_code == 2 and "not an fmnist bundle" in result.output
+    assert (foreign / "notes.txt").read_text() == "keep me"

@@ -1,0 +1,211 @@
+"""Training through the CLI on a small slice of the real data (a few seconds per run)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from fmnist.cli import app
+from tests.conftest import TINY
+
+
+def run_cli(*args: str):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def without_time(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in rows]
+
+
+def test_run_folder_layout(tiny_run):
+    assert json.loads((tiny_run / "config.json").read_text())["epochs"] == 3
+    for model in ("ae", "classifier", "vae"):
+        for name in ("best.ckpt", "last.ckpt", "metrics.csv", "summary.json"):
+            assert (tiny_run / model / name).is_file(), (model, name)
+    for name in ("confusion_matrix.csv", "confusion_matrix.png"):
+        assert (tiny_run / "classifier" / name).stat().st_size > 500
+    for name in ("samples.png", "reconstructions.png"):
+        assert (tiny_run / "vae" / name).stat().st_size > 500
+
+
+def test_metrics_csv_has_one_row_per_epoch_and_the_loss_falls(tiny_run):
+    rows = read_csv(tiny_run / "ae" / "metrics.csv")
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    assert {"train_loss", "val_loss", "val_mse", "lr", "epoch_time_s"} <= set(rows[0])
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    assert float(rows[-1]["val_mse"]) < float(rows[0]["val_mse"])
+
+
+def test_checkpoint_reload_reproduces_the_test_metric(tiny_run, data_dir):
+    from fmnist.training.data import load_official
+    from fmnist.training.evaluate import ae_metrics
+    from fmnist.training.modules import load_module
+
+    summary = json.loads((tiny_run / "ae" / "summary.json").read_text())
+    module = load_module("ae", str(tiny_run / "ae" / "best.ckpt"))
+    assert module.config.limit_train == 2000  # rebuilt from the saved config
+    test = load_official(data_dir, train=False, download=False)
+    assert ae_metrics(module.model, test)["mse"] == summary["test_mse"]
+    x = torch.rand(3, 1, 28, 28)
+    again = load_module("ae", str(tiny_run / "ae" / "best.ckpt"))
+    assert torch.equal(module.model.eval()(x), again.model.eval()(x))
+
+
+def test_classifier_summary_and_confusion_matrix(tiny_run):
+    s = json.loads((tiny_run / "classifier" / "summary.json").read_text())
+    assert 0.3 < s["test_accuracy"] <= 1.0  # 10 classes: chance is 0.1
+    assert len(s["test_per_class_accuracy"]) == 10
+    rows = list(csv.reader((tiny_run / "classifier" / "confusion_matrix.csv").read_text().splitlines()))
+    assert rows[0][1:] == [
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ]
+    for row in rows[1:]:
+        assert sum(float(v) for v in row[1:]) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_frozen_classifier_keeps_the_ae_encoder(tiny_run):
+    ae = torch.load(tiny_run / "ae" / "best.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    clf = torch.load(tiny_run / "classifier" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    enc = {k: v for k, v in ae.items() if k.startswith("model.encoder.")}
+    assert enc and all(torch.equal(v, clf[k]) for k, v in enc.items())
+
+
+def test_vae_summary_terms(tiny_run):
+    s = json.loads((tiny_run / "vae" / "summary.json").read_text())
+    assert s["test_elbo"] == pytest.approx(s["test_rec"] - s["test_kl"], rel=1e-6)
+    assert s["test_kl"] > 0
+    assert s["test_log_px"] >= s["test_elbo"] - 0.5
+    rows = read_csv(tiny_run / "vae" / "metrics.csv")
+    assert {"train_elbo", "train_rec", "train_kl", "val_elbo", "val_rec", "val_kl"} <= set(rows[0])
+
+
+def test_unfreeze_changes_the_encoder(tiny_run, data_dir, tmp_path):
+    result = run_cli(
+        "train",
+        "--model",
+        "classifier",
+        "--ae-run",
+        tiny_run,
+        "--data-dir",
+        data_dir,
+        "--run-dir",
+        tmp_path / "u",
+        "--epochs",
+        "1",
+        "--unfreeze",
+        *TINY,
+    )
+    assert result.exit_code == 0, result.output
+    ae = torch.load(tiny_run / "ae" / "best.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    clf = torch.load(tmp_path / "u" / "classifier" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    assert not torch.equal(ae["model.encoder.0.weight"], clf["model.encoder.0.weight"])
+
+
+def test_same_seed_gives_the_same_metrics_and_resume_ends_where_a_straight_run_does(data_dir, tmp_path):
+    common = ["train", "--model", "ae", "--data-dir", data_dir, "--epochs", "3", *TINY]
+    assert run_cli(*common, "--run-dir", tmp_path / "a").exit_code == 0
+    assert run_cli(*common, "--run-dir", tmp_path / "b").exit_code == 0
+    straight = read_csv(tmp_path / "a" / "ae" / "metrics.csv")
+    assert without_time(straight) == without_time(read_csv(tmp_path / "b" / "ae" / "metrics.csv"))
+
+    # the same run, SIGKILLed as soon as its first last.ckpt lands, then resumed
+    run = tmp_path / "r"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fmnist.cli", *map(str, common), "--run-dir", str(run)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not (run / "ae" / "last.ckpt").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    done = torch.load(run / "ae" / "last.ckpt", map_location="cpu", weights_only=False)["epoch"]
+    assert done < 3, "the run finished before it could be killed"
+    result = run_cli("train", "--model", "ae", "--data-dir", data_dir, "--run-dir", run, "--resume", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert without_time(read_csv(run / "ae" / "metrics.csv")) == without_time(straight)
+    finished = torch.load(tmp_path / "a" / "ae" / "last.ckpt", map_location="cpu", weights_only=False)["epoch"]
+    assert torch.load(run / "ae" / "last.ckpt", map_location="cpu", weights_only=False)["epoch"] == finished
+    result = run_cli("train", "--model", "ae", "--run-dir", run, "--resume", "--lr", "0.5")
+    assert result.exit_code == 2 and "--lr" in result.output
+
+
+def test_bad_data_dir_is_a_one_line_error(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "fmnist.cli", "train", "--model", "ae", "--data-dir", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run_cli("train", "--model", "ae", "--data-dir", empty, "--no-download")
+    assert result.exit_code == 2
+    assert not (empty / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").exists()
+
+
+def test_resume_without_a_run_is_an_error(tmp_path):
+    result = run_cli("train", "--resume", "--run-dir", tmp_path / "none")
+    assert result.exit_code == 2
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes(data_dir, tmp_path):
+    env = {**os.environ, "FMNIST_DATA": str(data_dir)}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fmnist.cli",
+            "train",
+            "--model",
+            "ae",
+            "--accelerator",
+            "cpu",
+            "--devices",
+            "2",
+            "--strategy",
+            "ddp",
+            "--epochs",
+            "1",
+            "--run-dir",
+            str(tmp_path / "ddp"),
+            *TINY,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = read_csv(tmp_path / "ddp" / "ae" / "metrics.csv")
+    assert len(rows) == 1 and float(rows[0]["val_mse"]) < 0.2
+    assert json.loads((tmp_path / "ddp" / "ae" / "summary.json").read_text())["test_mse"] < 0.2

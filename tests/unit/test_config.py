@@ -1,0 +1,50 @@
+import json
+
+import pytest
+
+from fmnist.config import DEFAULTS, Config
+from fmnist.errors import ConfigError
+
+
+def test_updated_ignores_none_and_rejects_unknown_keys():
+    c = DEFAULTS.updated(lr=0.01, latent_dim=None)
+    assert c.lr == 0.01 and c.latent_dim == DEFAULTS.latent_dim
+    with pytest.raises(ConfigError, match="unknown hyper-parameter"):
+        DEFAULTS.updated(learning_rate=0.1)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "flag"),
+    [
+        ("lr", 0.0, "--lr"),
+        ("latent_dim", 0, "--latent-dim"),
+        ("batch_size", 0, "--batch-size"),
+        ("l1", -1.0, "--l1"),
+        ("epochs", 0, "--epochs"),
+        ("arch", "resnet", "--arch"),
+    ],
+)
+def test_out_of_range_values_name_the_flag(field, value, flag):
+    with pytest.raises(ConfigError, match=flag):
+        DEFAULTS.updated(**{field: value})
+
+
+def test_json_round_trip(tmp_path):
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(DEFAULTS.updated(latent_dim=5, l1=1e-4).to_dict()))
+    assert Config.from_json(path) == Config(latent_dim=5, l1=1e-4)
+    path.write_text("{not json")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        Config.from_json(path)
+
+
+def test_every_hyper_parameter_has_a_train_flag():
+    from typer.testing import CliRunner
+
+    from fmnist.cli import app
+
+    help_text = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"}).output
+    internal = {"val_fraction", "encoder_lr_scale"}
+    for name in Config.__dataclass_fields__:
+        if name not in internal:
+            assert "--" + name.replace("_", "-") in help_text, name
