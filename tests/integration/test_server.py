@@ -246,7 +246,7 @@ BAD_REQUESTS = [
         400,
         "invert",
     ),
-    ("bad invert query", dict(url="/v1/classify?invert=maybe", files=upload(1)), 422, "invert"),
+    ("bad invert query", dict(url="/v1/classify?invert=maybe", files=upload(1)), 400, "invert"),
     ("bad format", dict(url="/v1/reconstruct?format=gif", files=upload(1)), 422, "format"),
     ("json to classify", dict(url="/v1/classify", json={"file": "x"}), 415, "multipart"),
     ("no content type", dict(url="/v1/reconstruct", content=b"xx"), 415, "multipart"),
