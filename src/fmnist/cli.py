@@ -38,7 +38,10 @@ RunDir = Annotated[
     Path | None,
     typer.Option("--run-dir", help="Run folder for checkpoints, metrics and config. (default: a new runs/<time>)"),
 ]
-Epochs = Annotated[int | None, typer.Option("--epochs", help=f"Epochs per model. {_d('epochs')}")]
+Epochs = Annotated[
+    int | None,
+    typer.Option("--epochs", help="Epochs for every model trained. (default: AE 100, classifier 30, VAE 30)"),
+]
 LimitTrain = Annotated[
     int | None,
     typer.Option("--limit-train", help="Use the first N training images after the seeded shuffle. (default: all)"),
@@ -195,6 +198,65 @@ def export(
     )
     size = sum(f["size"] for f in manifest["files"].values())
     typer.echo(f"exported {run} -> {out} ({len(manifest['files'])} files, {size / 1e6:.1f} MB)")
+
+
+@app.command()
+@report_errors
+def report(
+    run_dir: Annotated[
+        Path | None, typer.Option("--run-dir", help="Training run to report on. (default: the newest under runs/)")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder for the PNGs and report.html. (default: RUN/report)")
+    ] = None,
+    artifacts_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--artifacts",
+            help="Bundle whose PCA/KDE samplers to use; refitted here if it was exported from another run. "
+            "(default: $FMNIST_ARTIFACTS, ./artifacts, the bundled default)",
+        ),
+    ] = None,
+    data_dir: DataDir = None,
+    download: Download = True,
+    tsne_points: Annotated[
+        int, typer.Option("--tsne-points", min=2, max=10_000, help="Encoded test images in the t-SNE map.")
+    ] = 5000,
+    tsne_perplexity: Annotated[float, typer.Option("--tsne-perplexity", min=1.0, help="t-SNE perplexity.")] = 30.0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed for t-SNE, its subset and the samplers.")] = 0,
+    storage: Annotated[
+        str | None,
+        typer.Option("--storage", help="Optuna storage URL to plot, besides the RUN/**/*.db files found."),
+    ] = None,
+    study: Annotated[
+        str | None, typer.Option("--study", help="Only this Optuna study name. (default: every study found)")
+    ] = None,
+) -> None:
+    """Every figure of the study (curves, reconstructions, latents, samples, tuning) as PNGs plus report.html."""
+    from fmnist.analysis.report import make_report
+    from fmnist.artifacts import resolve_bundle_dir
+    from fmnist.export.bundle import latest_run
+    from fmnist.training.data import default_data_dir
+
+    run = run_dir if run_dir is not None else latest_run()
+    target = out if out is not None else run / "report"
+    made = make_report(
+        run,
+        target,
+        data_dir=data_dir or default_data_dir(),
+        download=download,
+        bundle=resolve_bundle_dir(artifacts_dir),
+        bundle_explicit=artifacts_dir is not None,
+        tsne_points=tsne_points,
+        tsne_perplexity=tsne_perplexity,
+        seed=seed,
+        storage=storage,
+        study=study,
+        log=typer.echo,
+    )
+    for notice in made.notices:
+        typer.echo(f"notice: {notice}")
+    typer.echo(f"report: {len(made.figures)} figures -> {target / 'report.html'}")
 
 
 from fmnist.serve import commands as _inference_commands  # noqa: E402

@@ -1,21 +1,131 @@
-"""CONTRACT STUB (to be implemented for issue 6): image decoding and pre/post-processing."""
+"""Image decoding and pre/post-processing to the bundle's input contract (Pillow + numpy)."""
 
 from __future__ import annotations
 
+import io
+import math
+from pathlib import Path
+
 import numpy as np
 
+from fmnist.errors import InputError
+
 INVERT_CHOICES = ("auto", "yes", "no")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
+SIZE = 28
+
+
+def _open(source):
+    from PIL import Image, UnidentifiedImageError
+
+    name = "upload" if isinstance(source, bytes | bytearray) else str(source)
+    try:
+        image = Image.open(io.BytesIO(source) if isinstance(source, bytes | bytearray) else source)
+        image.load()  # decode now: truncated files fail here, not later
+    except FileNotFoundError:
+        raise InputError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{name}: is a folder, not an image") from None
+    except UnidentifiedImageError:
+        raise InputError(f"{name}: not an image Pillow can read") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"{name}: damaged or truncated image ({e})") from None
+    return image
+
+
+def to_gray(image) -> np.ndarray:
+    """Any Pillow mode -> float32 (H, W) in [0, 1]; transparency is composited on white."""
+    from PIL import Image
+
+    if image.mode in ("I", "F") or image.mode.startswith("I;"):
+        a = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if a.max() > 255 else 255.0
+        return np.clip(a / top, 0, 1).astype(np.float32)
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, rgba)
+    return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+
+
+def needs_inversion(gray: np.ndarray) -> bool:
+    """True when the border is light: a dark garment on a light background (photos, drawings)."""
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    return float(border.mean()) > 0.5
+
+
+def fit(gray: np.ndarray) -> np.ndarray:
+    """Resize so the longer side is 28 (aspect ratio kept), centred on a black 28x28 canvas."""
+    from PIL import Image
+
+    h, w = gray.shape
+    if (h, w) != (SIZE, SIZE):
+        scale = SIZE / max(h, w)
+        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+        gray = np.asarray(Image.fromarray(gray).resize((nw, nh), Image.Resampling.BOX), dtype=np.float32)
+    canvas = np.zeros((SIZE, SIZE), dtype=np.float32)
+    top, left = (SIZE - gray.shape[0]) // 2, (SIZE - gray.shape[1]) // 2
+    canvas[top : top + gray.shape[0], left : left + gray.shape[1]] = gray
+    return np.clip(canvas, 0, 1)
+
+
+def preprocess(image, invert: str = "auto") -> np.ndarray:
+    """A Pillow image -> float32 (28, 28) in [0, 1], light garment on black."""
+    if invert not in INVERT_CHOICES:
+        raise InputError(f"invert must be one of {', '.join(INVERT_CHOICES)}, not {invert!r}")
+    gray = to_gray(image)
+    if invert == "yes" or (invert == "auto" and needs_inversion(gray)):
+        gray = 1.0 - gray
+    return fit(gray)
 
 
 def load_image(source, invert: str = "auto") -> np.ndarray:
-    """Path or bytes of any Pillow-readable image -> float32 [28,28] in [0,1] per the contract.
+    """Path or bytes of any Pillow-readable image -> float32 (28, 28) in [0, 1] per the contract.
 
-    Grayscale, fit into 28x28 keeping the aspect ratio, inverted per ``invert`` (auto decides
-    from the border pixels). Raises InputError (one line) for unreadable or truncated files.
+    Raises InputError (one line) for missing, unreadable or truncated files.
     """
-    raise NotImplementedError
+    return preprocess(_open(source), invert)
+
+
+def expand_inputs(paths: list[Path]) -> list[Path]:
+    """Files as given; folders replaced by their image files (sorted). A folder with none is an error."""
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+            if not found:
+                raise InputError(f"{p}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            out.extend(found)
+        else:
+            out.append(p)
+    return out
+
+
+def grid(images: np.ndarray, columns: int | None = None, pad: int = 2) -> np.ndarray:
+    """(N, 28, 28) -> one uint8 image, ``columns`` wide (default: about square), grey padding."""
+    n = len(images)
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    step = SIZE + pad
+    canvas = np.full((rows * step + pad, columns * step + pad), 128, dtype=np.uint8)
+    for k, img in enumerate(images):
+        r, c = divmod(k, columns)
+        canvas[pad + r * step : pad + r * step + SIZE, pad + c * step : pad + c * step + SIZE] = to_uint8(img)
+    return canvas
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    return (np.clip(images, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def to_png(images: np.ndarray, columns: int | None = None) -> bytes:
-    """[N,28,28] in [0,1] -> PNG bytes of one grid image."""
-    raise NotImplementedError
+    """(N, 28, 28) in [0, 1] -> PNG bytes of one grid image."""
+    return png_bytes(grid(images, columns))

@@ -6,25 +6,16 @@ each batch is one fancy-index into a uint8 tensor and one conversion to float.
 
 from __future__ import annotations
 
-import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from fmnist.config import default_data_dir  # noqa: F401  (re-exported for the training side)
 from fmnist.errors import DataError
 
-ENV_VAR = "FMNIST_DATA"
 DOWNLOAD_TIMEOUT_S = 30
-
-
-def default_data_dir() -> Path:
-    """``$FMNIST_DATA``, else a per-user cache folder."""
-    if os.environ.get(ENV_VAR):
-        return Path(os.environ[ENV_VAR])
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return cache / "fmnist"
 
 
 @dataclass(frozen=True)
