@@ -87,41 +87,6 @@ class FakeModel:
         return np.broadcast_to(values[:, None, None], (n, 28, 28)).astype(np.float32)
 
 
-def install_image_shim() -> None:
-    """TEMPORARY until issue 6 lands: stand-ins for the stubbed images.load_image / to_png.
-
-    Does nothing once the real functions exist. Not a second preprocessing: only what these tests
-    upload (28x28 grey PNGs) needs to load.
-    """
-    from fmnist.serve import images
-
-    try:
-        images.to_png(np.zeros((1, 28, 28), np.float32))
-        return
-    except NotImplementedError:
-        pass
-
-    def load_image(source, invert="auto"):
-        try:
-            with Image.open(io.BytesIO(source)) as im:
-                x = np.asarray(im.convert("L").resize((28, 28)), np.float32) / 255
-        except Exception as e:
-            raise InputError(f"cannot read image: {e}") from None
-        if invert == "yes" or (invert == "auto" and x[0].mean() > 0.5):
-            x = 1 - x
-        return x
-
-    def to_png(x, columns=None):
-        x = np.asarray(x)
-        buf = io.BytesIO()
-        Image.fromarray((np.concatenate(list(x), 1) * 255).round().astype(np.uint8)).save(
-            buf, "PNG"
-        )
-        return buf.getvalue()
-
-    images.load_image, images.to_png = load_image, to_png
-
-
 def png(value: int, size: tuple[int, int] = (28, 28)) -> bytes:
     """A PNG of one grey level (0..255): it loads as an image of mean value/255 (invert=no)."""
     buf = io.BytesIO()
@@ -147,9 +112,7 @@ class ThreadServer:
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
-        )
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def __enter__(self) -> ThreadServer:
         self.thread.start()
@@ -171,7 +134,6 @@ if __name__ == "__main__":  # python serve_fakes.py PORT DELAY: serve FakeModel(
 
     from fmnist.serve.app import create_app
 
-    install_image_shim()
     port, delay = int(sys.argv[1]), float(sys.argv[2])
     uvicorn.run(
         create_app(FakeModel(delay)),

@@ -8,9 +8,9 @@ Routes (schema at ``/openapi.json``, browsable at ``/docs``):
 - ``POST /v1/generate``: JSON ``{"n", "sampler", "seed", "format"}``.
 - ``GET /healthz``, ``/readyz``, ``/v1/model``, ``/metrics``.
 
-Images come back in one of three ``format``s: ``png`` (one PNG grid, ``image/png``), ``list``
-(JSON nested lists of floats in [0,1], shape [28,28] per image) or ``png_base64`` (JSON, one
-base64 PNG per image). Without ``format`` the answer is ``png`` when the ``Accept`` header names
+Images come back in one of three ``format``s: ``png`` (one PNG grid, ``image/png``, as the CLI
+writes), ``list`` (JSON nested lists of floats in [0,1], shape [28,28] per image) or
+``png_base64`` (JSON, one base64 28x28 grey PNG per image). Without ``format`` the answer is ``png`` when the ``Accept`` header names
 ``image/png``, else ``list``.
 
 Every client error is a 4xx with the body ``{"error": "<one line>"}``; a 500 means a bug.
@@ -356,8 +356,8 @@ def create_app(model_or_bundle_dir: Any = None, settings: Settings | None = None
                     image = await run_in_threadpool(images.load_image, data, invert)
                 else:
                     image = images.load_image(data, invert)
-            except InputError as e:
-                raise InputError(f"{name or 'file'}: {e}") from None
+            except InputError as e:  # load_image calls every bytes source "upload"
+                raise InputError(f"{name or 'upload'}: {str(e).removeprefix('upload: ')}") from None
             names.append(name)
             arrays.append(image)
         return names, np.stack(arrays)
@@ -506,7 +506,8 @@ async def _images_response(x: np.ndarray, names: list | None, format: str | None
     if format == "list":
         items = [{"image": image.tolist()} for image in x]
     else:
-        items = [{"png": base64.b64encode(images.to_png(image[None])).decode()} for image in x]
+        # one 28x28 PNG per image (no grid padding)
+        items = [{"png": base64.b64encode(images.png_bytes(images.to_uint8(image))).decode()} for image in x]
     if names is not None:
         for item, name in zip(items, names, strict=True):
             item["filename"] = name
