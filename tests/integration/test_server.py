@@ -498,3 +498,123 @@ def test_serving_modules_do_not_import_the_training_stack():
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_images_with_too_many_pixels_are_refused_from_the_header(client):
+    """A 17 kB PNG can hold 12000x12000 pixels (seconds of decoding): refused before decoding."""
+    for side in (3000, 14000):  # over --max-pixels; 14000^2 is also a Pillow decompression bomb
+        buf = io.BytesIO()
+        Image.new("1", (side, side)).save(buf, "PNG")
+        t0 = time.monotonic()
+        r = client.post("/v1/classify", files=[("file", ("big.png", buf.getvalue()))])
+        assert time.monotonic() - t0 < 1
+        assert r.status_code == 400 and "big.png: image of" in r.json()["error"]
+
+
+# --------------------------------------------------------------------------- the real Model
+
+
+@pytest.fixture(scope="module")
+def real(tiny_bundle):
+    """The app loading the tiny trained bundle itself (the lifespan path), and the same Model."""
+    from fmnist.serve.inference import Model
+
+    settings = Settings(max_batch=8, max_wait_ms=5, provider="cpu")
+    with ThreadServer(create_app(tiny_bundle, settings)) as s, httpx.Client(base_url=s.url, timeout=30) as c:
+        yield c, Model(tiny_bundle, "cpu")
+
+
+def garment_png(seed: int) -> bytes:
+    """A random bright blob on black, different for every seed."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:28, :28]
+    cy, cx, sy, sx = rng.uniform(8, 20), rng.uniform(8, 20), rng.uniform(3, 10), rng.uniform(3, 10)
+    pixels = np.exp(-(((yy - cy) / sy) ** 2 + ((xx - cx) / sx) ** 2)) * rng.uniform(120, 255)
+    buf = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_real_model_concurrent_classify_matches_the_cli_path(real):
+    """Each of 32 concurrent callers gets what Model.classify(load_image(...)) gives its image."""
+    client, model = real
+    assert client.get("/readyz").json() == {"status": "ready", "provider": "CPUExecutionProvider"}
+    assert client.get("/v1/model").json() == {k: v for k, v in model.manifest.items() if k != "files"}
+    pngs = [garment_png(i) for i in range(32)]
+    want = model.classify(np.stack([images.load_image(p) for p in pngs]))
+
+    async def one(ac, i):
+        r = await ac.post("/v1/classify", files=[("file", (f"g{i}.png", pngs[i]))])
+        (result,) = r.json()["results"]
+        assert result["filename"] == f"g{i}.png"
+        assert result["probabilities"] == pytest.approx(want[i].tolist(), abs=1e-5)
+        assert result["label"] == int(want[i].argmax()) and result["class"] == model.class_names[result["label"]]
+
+    async def run():
+        async with httpx.AsyncClient(base_url=client.base_url, timeout=30) as ac:
+            await asyncio.gather(*(one(ac, i) for i in range(32)))
+
+    asyncio.run(run())
+
+
+def test_real_model_encode_reconstruct_generate(real):
+    client, model = real
+    pngs = [garment_png(100 + i) for i in range(3)]
+    x = np.stack([images.load_image(p, "no") for p in pngs])
+    files = [("file", (f"g{i}.png", p)) for i, p in enumerate(pngs)]
+    r = client.post("/v1/encode", files=files, params={"invert": "no"}).json()
+    assert r["latent_dim"] == model.latent_dim
+    np.testing.assert_allclose([e["latent"] for e in r["results"]], model.encode(x), atol=1e-5)
+    r = client.post("/v1/reconstruct", files=files, params={"invert": "no", "format": "list"}).json()
+    np.testing.assert_allclose([e["image"] for e in r["results"]], model.reconstruct(x), atol=1e-5)
+    for sampler in SAMPLERS:
+        r = client.post("/v1/generate", json={"n": 4, "sampler": sampler, "seed": 3, "format": "list"})
+        np.testing.assert_allclose([e["image"] for e in r.json()["results"]], model.generate(4, sampler, 3), atol=1e-5)
+    r = client.post("/v1/generate", json={"n": 4, "seed": 3}, headers={"accept": "image/png"})
+    assert r.content == images.to_png(model.generate(4, "kde", 3))
+
+
+@pytest.mark.parametrize(
+    "data,words",
+    [(b"GIF89a not really", "not an image"), (garment_png(0)[:60], "damaged or truncated"), (b"", "not an image")],
+)
+def test_real_model_bad_images_are_400(real, data, words):
+    client, _ = real
+    r = client.post("/v1/classify", files=[("file", ("bad.png", data))])
+    assert r.status_code == 400 and r.json()["error"].startswith("bad.png: ") and words in r.json()["error"]
+
+
+@pytest.mark.slow
+def test_fmnist_serve_with_two_workers_serves_and_stops_on_sigterm(tiny_bundle):
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fmnist.cli", "serve", "--artifacts", str(tiny_bundle), "--port", str(port),
+         "--workers", "2", "--provider", "cpu"],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read().decode()
+            time.sleep(0.2)
+        with httpx.Client(base_url=url) as c:
+            for i in range(8):
+                r = c.post("/v1/classify", files=[("file", (f"g{i}.png", garment_png(i)))])
+                assert r.status_code == 200 and r.json()["results"][0]["filename"] == f"g{i}.png"
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        log = proc.stdout.read().decode()
+        assert "Traceback" not in log, log
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{url}/healthz")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -10,14 +10,16 @@ Routes (schema at ``/openapi.json``, browsable at ``/docs``):
 
 Images come back in one of three ``format``s: ``png`` (one PNG grid, ``image/png``, as the CLI
 writes), ``list`` (JSON nested lists of floats in [0,1], shape [28,28] per image) or
-``png_base64`` (JSON, one base64 28x28 grey PNG per image). Without ``format`` the answer is ``png`` when the ``Accept`` header names
-``image/png``, else ``list``.
+``png_base64`` (JSON, one base64 28x28 grey PNG per image). Without ``format`` the answer is
+``png`` when the ``Accept`` header names ``image/png``, else ``list``.
 
 Every client error is a 4xx with the body ``{"error": "<one line>"}``; a 500 means a bug.
 """
 
 import base64
+import io
 import logging
+import sys
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -43,8 +45,9 @@ from fmnist.serve.settings import Settings, from_env
 log = logging.getLogger("fmnist.serve")
 
 ImageFormat = Literal["png", "list", "png_base64"]
-# Uploads larger than this are decoded in a worker thread so a big image cannot stall the loop.
-_DECODE_INLINE_BYTES = 64 * 1024
+# Images with more pixels are decoded in a worker thread so they cannot stall the event loop
+# (a 17 kB PNG can hold 12000x12000 pixels and take seconds to decode).
+_DECODE_INLINE_PIXELS = 256 * 256
 
 
 # --------------------------------------------------------------------------- response schemas
@@ -186,6 +189,20 @@ def parse_multipart(body: bytes, content_type: str, max_files: int) -> tuple[lis
             fields[name] = data.decode("utf-8", "replace")
         pos = part_end + 2 + len(delimiter)
     return files, fields
+
+
+def _pixels(data: bytes) -> int:
+    """Width x height from the image header (no decoding), 0 when Pillow cannot tell: then
+    load_image reports the problem. A decompression bomb counts as too many pixels."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.width * image.height
+    except Image.DecompressionBombError:
+        return sys.maxsize
+    except Exception:  # not an image, unknown format: load_image raises the one-line InputError
+        return 0
 
 
 # --------------------------------------------------------------------------- middleware
@@ -351,8 +368,12 @@ def create_app(model_or_bundle_dir: Any = None, settings: Settings | None = None
             raise InputError(f"invert must be auto, yes or no, not {invert[:20]!r}")
         names, arrays = [], []
         for name, data in files:
+            pixels = _pixels(data)
+            if pixels > settings.max_pixels:
+                count = pixels if pixels < sys.maxsize else "too many"
+                raise InputError(f"{name}: image of {count} pixels is over the limit of {settings.max_pixels}")
             try:
-                if len(data) > _DECODE_INLINE_BYTES:
+                if pixels > _DECODE_INLINE_PIXELS:
                     image = await run_in_threadpool(images.load_image, data, invert)
                 else:
                     image = images.load_image(data, invert)

@@ -30,44 +30,33 @@ def register(app: typer.Typer) -> None:
                 help="Bundle folder. (default: $FMNIST_ARTIFACTS, else the bundled one)",
             ),
         ] = None,
-        provider: Annotated[
-            str, typer.Option("--provider", help="onnxruntime provider: auto, cpu or cuda.")
-        ] = "auto",
+        provider: Annotated[str, typer.Option("--provider", help="onnxruntime provider: auto, cpu or cuda.")] = "auto",
         host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
         port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
-        workers: Annotated[
-            int, typer.Option("--workers", help="Server processes (each loads the bundle).")
-        ] = 1,
+        workers: Annotated[int, typer.Option("--workers", help="Server processes (each loads the bundle).")] = 1,
         batching: Annotated[
             bool,
-            typer.Option(
-                "--batching/--no-batching", help="Gather concurrent requests into one model call."
-            ),
+            typer.Option("--batching/--no-batching", help="Gather concurrent requests into one model call."),
         ] = _D.batching,
-        max_batch: Annotated[
-            int, typer.Option("--max-batch", help="Most images per batched call.")
-        ] = _D.max_batch,
+        max_batch: Annotated[int, typer.Option("--max-batch", help="Most images per batched call.")] = _D.max_batch,
         max_wait_ms: Annotated[
             float,
-            typer.Option(
-                "--max-wait-ms", help="Longest a request waits for others to join its batch."
-            ),
+            typer.Option("--max-wait-ms", help="Longest a request waits for others to join its batch."),
         ] = _D.max_wait_ms,
         max_body_bytes: Annotated[
             int,
             typer.Option("--max-body-bytes", help="Larger request bodies are refused with 413."),
         ] = _D.max_body_bytes,
-        max_files: Annotated[
-            int, typer.Option("--max-files", help="Most images per request.")
-        ] = _D.max_files,
+        max_files: Annotated[int, typer.Option("--max-files", help="Most images per request.")] = _D.max_files,
+        max_pixels: Annotated[
+            int, typer.Option("--max-pixels", help="Largest image (width x height) accepted.")
+        ] = _D.max_pixels,
         max_generate: Annotated[
             int, typer.Option("--max-generate", help="Largest n for /v1/generate.")
         ] = _D.max_generate,
         access_log: Annotated[
             bool,
-            typer.Option(
-                "--access-log/--no-access-log", help="Log every request (costs throughput)."
-            ),
+            typer.Option("--access-log/--no-access-log", help="Log every request (costs throughput)."),
         ] = False,
         log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
     ) -> None:
@@ -111,6 +100,4 @@ def register(app: typer.Typer) -> None:
         else:
             load_manifest(bundle_dir)  # fail before starting workers that would all fail
             settings_mod.to_env(str(bundle_dir), settings)
-            uvicorn.run(
-                "fmnist.serve.app:create_app_from_env", factory=True, workers=workers, **run
-            )
+            uvicorn.run("fmnist.serve.app:create_app_from_env", factory=True, workers=workers, **run)

@@ -24,6 +24,7 @@ class Settings:
     max_wait_ms: float = 1.0  # longest a request waits for others to join its batch
     max_body_bytes: int = 4 * 1024 * 1024  # larger request bodies get 413
     max_files: int = 64  # most images in one request
+    max_pixels: int = 2048 * 2048  # larger images (width x height, read from the header) get 400
     max_generate: int = 1024  # largest n for /v1/generate (at most inference.MAX_GENERATE)
     provider: str = "auto"  # onnxruntime provider when the app loads the bundle itself
 
@@ -36,6 +37,7 @@ class Settings:
                 f"--max-body-bytes must be >= 1024, not {self.max_body_bytes}",
             ),
             (self.max_files >= 1, f"--max-files must be >= 1, not {self.max_files}"),
+            (self.max_pixels >= 28 * 28, f"--max-pixels must be >= 784, not {self.max_pixels}"),
             (self.max_generate >= 1, f"--max-generate must be >= 1, not {self.max_generate}"),
         ]
         for ok, message in checks:
@@ -53,9 +55,7 @@ class Settings:
 
 def to_env(bundle_dir: str, settings: Settings) -> None:
     """Put the bundle folder and settings where worker processes find them."""
-    os.environ[ENV_VAR] = json.dumps(
-        {"bundle_dir": bundle_dir, "settings": dataclasses.asdict(settings)}
-    )
+    os.environ[ENV_VAR] = json.dumps({"bundle_dir": bundle_dir, "settings": dataclasses.asdict(settings)})
 
 
 def from_env() -> tuple[str, Settings]:
