@@ -225,7 +225,7 @@ def _loop_runner():
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--artifacts", help="bundle folder (default: the real bundle, else the toy bundle)")
+    parser.add_argument("--artifacts", help="bundle folder (default: fmnist.artifacts.resolve_bundle_dir(None))")
     parser.add_argument("--requests", type=int, default=5000, help="measured requests per mode")
     parser.add_argument("--warmup", type=int, default=500, help="unmeasured requests first")
     parser.add_argument("--concurrency", type=int, default=64, help="concurrent keep-alive clients")
@@ -263,7 +263,7 @@ def main() -> None:
 
 
 def find_bundle(arg: str | None) -> tuple[str, str]:
-    """The bundle to serve: --artifacts, else the real one when it exists, else the toy bundle."""
+    """The bundle to serve: --artifacts, else the real one (resolve_bundle_dir) when it exists."""
     from fmnist.artifacts import MANIFEST, resolve_bundle_dir
 
     if arg:
@@ -271,7 +271,7 @@ def find_bundle(arg: str | None) -> tuple[str, str]:
     real = resolve_bundle_dir(None)
     if (real / MANIFEST).is_file():
         return str(real), "real"
-    raise SystemExit("no bundle found: pass --artifacts (toy bundle support comes with issue 6)")
+    raise SystemExit(f"no bundle at {real}: pass --artifacts DIR (a folder written by `fmnist export`)")
 
 
 if __name__ == "__main__":
