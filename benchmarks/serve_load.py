@@ -71,8 +71,19 @@ def start_server(mode: str, bundle: str, port: int) -> subprocess.Popen:
         cmd = [sys.executable, __file__, "--naive-server", "--artifacts", bundle, "--port", str(port)]
     else:
         flags = {"off": ["--no-batching"], "on": [], "workers2": ["--workers", "2"]}[mode]
-        cmd = [sys.executable, "-m", "fmnist.cli", "serve", "--artifacts", bundle, "--port", str(port),
-               "--log-level", "warning", *flags]
+        cmd = [
+            sys.executable,
+            "-m",
+            "fmnist.cli",
+            "serve",
+            "--artifacts",
+            bundle,
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            *flags,
+        ]
     proc = subprocess.Popen(cmd, env=env)
     deadline = time.monotonic() + 60
     while True:
@@ -135,9 +146,13 @@ def sample_png() -> bytes:
 
 def classify_request(port: int) -> bytes:
     body = (
-        f"--{BOUNDARY}\r\ncontent-disposition: form-data; name=\"file\"; filename=\"x.png\"\r\n"
-        f"content-type: image/png\r\n\r\n"
-    ).encode() + sample_png() + f"\r\n--{BOUNDARY}--\r\n".encode()
+        (
+            f'--{BOUNDARY}\r\ncontent-disposition: form-data; name="file"; filename="x.png"\r\n'
+            f"content-type: image/png\r\n\r\n"
+        ).encode()
+        + sample_png()
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
     head = (
         f"POST /v1/classify HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
         f"content-type: multipart/form-data; boundary={BOUNDARY}\r\ncontent-length: {len(body)}\r\n\r\n"
@@ -207,9 +222,14 @@ def run_mode(mode: str, bundle: str, args) -> dict:
     finally:
         stop_server(proc)
     return {
-        "mode": mode, "requests": len(lat), "rps": len(lat) / seconds,
-        "p50_ms": float(np.percentile(lat, 50) * 1000), "p99_ms": float(np.percentile(lat, 99) * 1000),
-        "errors": errors, "server_cpu_ms": cpu / len(lat) * 1000, "mean_batch": batch[0] if batch else None,
+        "mode": mode,
+        "requests": len(lat),
+        "rps": len(lat) / seconds,
+        "p50_ms": float(np.percentile(lat, 50) * 1000),
+        "p99_ms": float(np.percentile(lat, 99) * 1000),
+        "errors": errors,
+        "server_cpu_ms": cpu / len(lat) * 1000,
+        "mean_batch": batch[0] if batch else None,
         "batched_share": batch[1] if batch else None,
     }
 
@@ -238,15 +258,19 @@ def main() -> None:
         return naive_server(args.artifacts, args.port)
 
     bundle, kind = find_bundle(args.artifacts)
-    print(f"bundle: {bundle} ({kind}); {args.requests} requests after {args.warmup} warm-up, "
-          f"{args.concurrency} clients, {os.cpu_count()} CPUs")
+    print(
+        f"bundle: {bundle} ({kind}); {args.requests} requests after {args.warmup} warm-up, "
+        f"{args.concurrency} clients, {os.cpu_count()} CPUs"
+    )
     results = {}
     for mode in args.modes.split(","):
         r = results[mode] = run_mode(mode, bundle, args)
-        batch = (f"  mean batch {r['mean_batch']:.1f} ({r['batched_share']:.0%} of calls > 1)"
-                 if r["mean_batch"] else "")
-        print(f"{mode:>9}: {r['rps']:7.0f} req/s  p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  "
-              f"errors {r['errors']}  server CPU {r['server_cpu_ms']:.2f} ms/req{batch}", flush=True)
+        batch = f"  mean batch {r['mean_batch']:.1f} ({r['batched_share']:.0%} of calls > 1)" if r["mean_batch"] else ""
+        print(
+            f"{mode:>9}: {r['rps']:7.0f} req/s  p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  "
+            f"errors {r['errors']}  server CPU {r['server_cpu_ms']:.2f} ms/req{batch}",
+            flush=True,
+        )
     rps = {m: r["rps"] for m, r in results.items()}
     if "on" in rps and "naive" in rps:
         print(f"batching on / naive: {rps['on'] / rps['naive']:.2f}x")

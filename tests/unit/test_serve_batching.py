@@ -40,10 +40,7 @@ def test_concurrent_callers_get_their_own_rows():
 
     async def run(batcher):
         # caller i sends (i % 3) + 1 rows, each filled with a value unique to (caller, row)
-        inputs = [
-            np.full(((i % 3) + 1, 4), i * 10 + np.arange((i % 3) + 1)[:, None], np.float32)
-            for i in range(50)
-        ]
+        inputs = [np.full(((i % 3) + 1, 4), i * 10 + np.arange((i % 3) + 1)[:, None], np.float32) for i in range(50)]
         outputs = await asyncio.gather(*(batcher(x) for x in inputs))
         for x, y in zip(inputs, outputs, strict=True):
             np.testing.assert_array_equal(y, 2 * x + 1)

@@ -38,9 +38,7 @@ def test_metrics_render_all_families():
     assert text.endswith("\n")
     lines = text.splitlines()
     assert 'fmnist_http_requests_total{route="/v1/classify",method="POST",status="200"} 1' in lines
-    assert (
-        'fmnist_http_request_duration_seconds_bucket{route="/v1/classify",le="0.0025"} 1' in lines
-    )
+    assert 'fmnist_http_request_duration_seconds_bucket{route="/v1/classify",le="0.0025"} 1' in lines
     assert 'fmnist_http_request_duration_seconds_bucket{route="/v1/classify",le="0.001"} 0' in lines
     assert 'fmnist_batch_size_bucket{op="classify",le="4"} 0' in lines
     assert 'fmnist_batch_size_bucket{op="classify",le="8"} 1' in lines
