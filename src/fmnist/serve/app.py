@@ -311,8 +311,9 @@ def create_app(model_or_bundle_dir: Any = None, settings: Settings | None = None
     async def lifespan(app: FastAPI):
         if state["model"] is None:
             from fmnist.serve.inference import Model
+            from fmnist.serve.server import SERVER_THREADS
 
-            state["model"] = await run_in_threadpool(Model, bundle_dir, settings.provider)
+            state["model"] = await run_in_threadpool(Model, bundle_dir, settings.provider, SERVER_THREADS)
         model = state["model"]
         # First runs create sessions and allocate; do them before declaring ready.
         probe = np.zeros((1, 28, 28), np.float32)

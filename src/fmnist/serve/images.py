@@ -28,6 +28,8 @@ def _open(source):
         raise InputError(f"{name}: is a folder, not an image") from None
     except UnidentifiedImageError:
         raise InputError(f"{name}: not an image Pillow can read") from None
+    except Image.DecompressionBombError:
+        raise InputError(f"{name}: too many pixels to decode safely (a decompression bomb?)") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise InputError(f"{name}: damaged or truncated image ({e})") from None
     return image

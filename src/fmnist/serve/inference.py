@@ -72,9 +72,12 @@ def as_images(images: np.ndarray) -> np.ndarray:
 
 
 class Model:
-    def __init__(self, folder: Path | str | None = None, provider: str = "auto") -> None:
+    def __init__(self, folder: Path | str | None = None, provider: str = "auto", threads: int | None = None) -> None:
         """Verify the bundle (hashes, format) and prepare sessions lazily. ``folder`` None means
-        ``artifacts.resolve_bundle_dir(None)``. Raises BundleError / InputError (one line)."""
+        ``artifacts.resolve_bundle_dir(None)``. ``threads`` caps onnxruntime's threads per call
+        (None: its default); a server running many requests at once wants 1. Raises BundleError /
+        InputError (one line)."""
+        self.threads = threads
         self.folder = artifacts.resolve_bundle_dir(folder)
         self.manifest = artifacts.load_manifest(self.folder)
         self.latent_dim = int(self.manifest["latent_dim"])
@@ -92,6 +95,9 @@ class Model:
 
                 options = ort.SessionOptions()
                 options.log_severity_level = 3
+                if self.threads is not None:
+                    options.intra_op_num_threads = self.threads
+                    options.inter_op_num_threads = 1
                 self._sessions[name] = ort.InferenceSession(
                     str(self.folder / artifacts.GRAPHS[name]), options, providers=self.providers
                 )
