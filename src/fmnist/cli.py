@@ -40,7 +40,7 @@ RunDir = Annotated[
 ]
 Epochs = Annotated[
     int | None,
-    typer.Option("--epochs", help="Epochs for every model trained. (default: AE 100, classifier 30, VAE 30)"),
+    typer.Option("--epochs", help="Epochs for every model trained. (default: AE 100, classifier 30, VAE 100)"),
 ]
 LimitTrain = Annotated[
     int | None,

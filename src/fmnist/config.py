@@ -18,9 +18,9 @@ from fmnist.errors import ConfigError
 
 DATA_ENV_VAR = "FMNIST_DATA"
 MODELS = ("ae", "classifier", "vae")
-# The AE needs the long cosine schedule to pass the seed's test MSE; the head-only classifier and
-# the VAE converge within 30 epochs.
-DEFAULT_EPOCHS = {"ae": 100, "classifier": 30, "vae": 30}
+# The AE and the VAE need the long cosine schedule (the VAE reached a validation ELBO of 437 nats in
+# 30 epochs, short of the seed's 459); the head-only classifier converges within 30.
+DEFAULT_EPOCHS = {"ae": 100, "classifier": 30, "vae": 100}
 
 
 def default_data_dir() -> Path:
