@@ -38,7 +38,10 @@ RunDir = Annotated[
     Path | None,
     typer.Option("--run-dir", help="Run folder for checkpoints, metrics and config. (default: a new runs/<time>)"),
 ]
-Epochs = Annotated[int | None, typer.Option("--epochs", help=f"Epochs per model. {_d('epochs')}")]
+Epochs = Annotated[
+    int | None,
+    typer.Option("--epochs", help="Epochs for every model trained. (default: AE 100, classifier 30, VAE 30)"),
+]
 LimitTrain = Annotated[
     int | None,
     typer.Option("--limit-train", help="Use the first N training images after the seeded shuffle. (default: all)"),

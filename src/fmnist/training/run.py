@@ -155,6 +155,7 @@ def train_one(
     resume: bool,
     hardware: Hardware,
 ) -> dict | None:
+    config = config.for_model(model_name)
     folder = run_dir / model_name
     folder.mkdir(parents=True, exist_ok=True)
     last = folder / "last.ckpt"
