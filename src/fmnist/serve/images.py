@@ -30,8 +30,8 @@ def _open(source):
         raise InputError(f"{name}: permission denied") from None
     except UnidentifiedImageError:
         raise InputError(f"{name}: not an image Pillow can read") from None
-    except Image.DecompressionBombError as e:
-        raise InputError(f"{name}: {e}") from None
+    except Image.DecompressionBombError:
+        raise InputError(f"{name}: too many pixels to decode safely (a decompression bomb?)") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise InputError(f"{name}: damaged or truncated image ({e})") from None
     return ImageOps.exif_transpose(image)  # photos are often stored sideways with an EXIF tag

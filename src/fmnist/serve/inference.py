@@ -56,14 +56,14 @@ def choose_providers(provider: str) -> list[str]:
     return [CPU]
 
 
-def session_options():
+def session_options(threads: int | None = None):
     """For a small box shared with other jobs: a few intra-op threads that sleep rather than spin
     when idle, operators run one after another (the graphs are chains), all graph optimisations."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only; warnings are not the user's business
-    options.intra_op_num_threads = THREADS
+    options.intra_op_num_threads = threads or THREADS
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -114,9 +114,12 @@ def as_images(images: np.ndarray) -> np.ndarray:
 class Model:
     """One verified bundle; its sessions are created on first use and shared by all threads."""
 
-    def __init__(self, folder: Path | str | None = None, provider: str = "auto") -> None:
+    def __init__(self, folder: Path | str | None = None, provider: str = "auto", threads: int | None = None) -> None:
         """Verify the bundle (hashes, format) and prepare sessions lazily. ``folder`` None means
-        ``artifacts.resolve_bundle_dir(None)``. Raises BundleError / InputError (one line)."""
+        ``artifacts.resolve_bundle_dir(None)``. ``threads`` caps onnxruntime's threads per call
+        (None: THREADS, at most 4); a server running many requests at once wants 1. Raises BundleError /
+        InputError (one line)."""
+        self.threads = threads
         self.folder = artifacts.resolve_bundle_dir(folder)
         self.manifest = artifacts.load_manifest(self.folder)
         self.latent_dim = int(self.manifest["latent_dim"])
@@ -141,7 +144,7 @@ class Model:
         if self.providers[0] == CUDA:
             try:  # ort's own fallback prints a banner on stdout; ours is one line on stderr
                 session = ort.InferenceSession(
-                    str(path), session_options(), providers=self.providers, enable_fallback=0
+                    str(path), session_options(self.threads), providers=self.providers, enable_fallback=0
                 )
                 if session.get_providers()[0] == CUDA:
                     return session
@@ -150,7 +153,7 @@ class Model:
             notice(f"the CUDA provider failed to start ({error or 'not loaded'}); using the CPU")
             self.providers, self.provider = [CPU], CPU
         try:
-            return ort.InferenceSession(str(path), session_options(), providers=[CPU])
+            return ort.InferenceSession(str(path), session_options(self.threads), providers=[CPU])
         except Exception as e:  # noqa: BLE001 (hashes matched, so the graph itself is unusable)
             raise BundleError(f"bundle file {path} cannot be loaded by onnxruntime ({first_line(e)})") from None
 

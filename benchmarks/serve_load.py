@@ -1,0 +1,302 @@
+"""Load test for ``fmnist serve``: classify requests (one 28x28 PNG each) from many keep-alive
+clients against real servers on loopback.
+
+Runs, one after the other on a free port each:
+
+- ``naive``: a bare FastAPI endpoint that decodes the PNG and runs one onnxruntime call per
+  request (the baseline the product must not fall behind);
+- ``off``: ``fmnist serve --no-batching``;
+- ``on``: ``fmnist serve`` (dynamic micro-batching, the default);
+- ``workers2``: ``fmnist serve --workers 2``.
+
+For each it prints requests per second, p50 and p99 latency, the error count and, from
+``/metrics``, the mean batch size; then the ratios and the issue's targets. The load generator is
+lean (raw asyncio streams, a pre-built request, keep-alive) because it shares the CPU with the
+server. Usage::
+
+    PYTHONPATH=src python benchmarks/serve_load.py [--artifacts DIR] [--requests 5000]
+"""
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+MODES = ("naive", "off", "on", "workers2")
+BOUNDARY = "fmnistbench"
+
+
+# --------------------------------------------------------------------------- servers
+
+
+def naive_server(bundle: str, port: int) -> None:
+    """The baseline: decode, one onnxruntime call, JSON; nothing else."""
+    import uvicorn
+    from fastapi import FastAPI, UploadFile
+
+    from fmnist.serve.images import load_image
+    from fmnist.serve.inference import Model
+
+    model = Model(bundle)
+    app = FastAPI()
+
+    @app.post("/v1/classify")
+    async def classify(file: UploadFile):
+        x = load_image(await file.read(), "auto")
+        p = model.classify(x[None])[0]
+        label = int(p.argmax())
+        return {"results": [{"filename": file.filename, "label": label, "probability": float(p[label])}]}
+
+    @app.get("/readyz")
+    async def readyz():
+        return {"status": "ready"}
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def start_server(mode: str, bundle: str, port: int) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    if mode == "naive":
+        cmd = [sys.executable, __file__, "--naive-server", "--artifacts", bundle, "--port", str(port)]
+    else:
+        flags = {"off": ["--no-batching"], "on": [], "workers2": ["--workers", "2"]}[mode]
+        cmd = [
+            sys.executable,
+            "-m",
+            "fmnist.cli",
+            "serve",
+            "--artifacts",
+            bundle,
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            *flags,
+        ]
+    proc = subprocess.Popen(cmd, env=env)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise SystemExit(f"{mode} server did not start")
+        time.sleep(0.2)
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its direct children (uvicorn workers), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):  # fields[1]: parent pid
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------------- load
+
+
+def sample_png() -> bytes:
+    """A 28x28 grey 'garment' (a bright blob on black), fixed by its seed."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:28, :28]
+    blob = np.exp(-(((yy - 14) / 9) ** 2 + ((xx - 14) / 6) ** 2)) * 220
+    pixels = np.clip(blob + rng.normal(0, 10, (28, 28)), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def classify_request(port: int) -> bytes:
+    body = (
+        (
+            f'--{BOUNDARY}\r\ncontent-disposition: form-data; name="file"; filename="x.png"\r\n'
+            f"content-type: image/png\r\n\r\n"
+        ).encode()
+        + sample_png()
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
+    head = (
+        f"POST /v1/classify HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
+        f"content-type: multipart/form-data; boundary={BOUNDARY}\r\ncontent-length: {len(body)}\r\n\r\n"
+    ).encode()
+    return head + body
+
+
+async def load(port: int, total: int, concurrency: int) -> tuple[float, np.ndarray, int]:
+    """``total`` requests over ``concurrency`` keep-alive connections: (seconds, latencies, errors)."""
+    request = classify_request(port)
+    latencies: list[float] = []
+    errors = 0
+    issued = 0
+
+    async def client() -> None:
+        nonlocal errors, issued
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while issued < total:
+                issued += 1
+                t0 = time.perf_counter()
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(re.search(rb"content-length: (\d+)", head, re.I).group(1))
+                body = await reader.readexactly(length)
+                latencies.append(time.perf_counter() - t0)
+                if not head.startswith(b"HTTP/1.1 200") or b'"label"' not in body:
+                    errors += 1
+        except (OSError, asyncio.IncompleteReadError, AttributeError):
+            errors += total - issued + 1  # the connection broke: count what it did not do
+            issued = total
+        finally:
+            writer.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return time.perf_counter() - start, np.array(latencies), errors
+
+
+def mean_batch(port: int) -> tuple[float, float] | None:
+    """(mean images per classify call, share of calls with more than one image) from /metrics."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return None
+    grab = lambda pat: float(re.search(pat, text, re.M).group(1))  # noqa: E731
+    try:
+        count = grab(r'^fmnist_batch_size_count\{op="classify"\} (\S+)$')
+        total = grab(r'^fmnist_batch_size_sum\{op="classify"\} (\S+)$')
+        ones = grab(r'^fmnist_batch_size_bucket\{op="classify",le="1"\} (\S+)$')
+    except AttributeError:
+        return None
+    return total / count, 1 - ones / count
+
+
+def run_mode(mode: str, bundle: str, args) -> dict:
+    port = free_port()
+    proc = start_server(mode, bundle, port)
+    try:
+        runner = _loop_runner()
+        runner(load(port, args.warmup, args.concurrency))
+        cpu0 = cpu_seconds(proc.pid)
+        seconds, lat, errors = runner(load(port, args.requests, args.concurrency))
+        cpu = cpu_seconds(proc.pid) - cpu0
+        batch = mean_batch(port) if mode != "naive" else None
+    finally:
+        stop_server(proc)
+    return {
+        "mode": mode,
+        "requests": len(lat),
+        "rps": len(lat) / seconds,
+        "p50_ms": float(np.percentile(lat, 50) * 1000),
+        "p99_ms": float(np.percentile(lat, 99) * 1000),
+        "errors": errors,
+        "server_cpu_ms": cpu / len(lat) * 1000,
+        "mean_batch": batch[0] if batch else None,
+        "batched_share": batch[1] if batch else None,
+    }
+
+
+def _loop_runner():
+    try:
+        import uvloop
+
+        return uvloop.run
+    except ImportError:
+        return asyncio.run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--artifacts", help="bundle folder (default: fmnist.artifacts.resolve_bundle_dir(None))")
+    parser.add_argument("--requests", type=int, default=5000, help="measured requests per mode")
+    parser.add_argument("--warmup", type=int, default=500, help="unmeasured requests first")
+    parser.add_argument("--concurrency", type=int, default=64, help="concurrent keep-alive clients")
+    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {MODES}")
+    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--naive-server", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.naive_server:
+        return naive_server(args.artifacts, args.port)
+
+    bundle, kind = find_bundle(args.artifacts)
+    print(
+        f"bundle: {bundle} ({kind}); {args.requests} requests after {args.warmup} warm-up, "
+        f"{args.concurrency} clients, {os.cpu_count()} CPUs"
+    )
+    results = {}
+    for mode in args.modes.split(","):
+        r = results[mode] = run_mode(mode, bundle, args)
+        batch = f"  mean batch {r['mean_batch']:.1f} ({r['batched_share']:.0%} of calls > 1)" if r["mean_batch"] else ""
+        print(
+            f"{mode:>9}: {r['rps']:7.0f} req/s  p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  "
+            f"errors {r['errors']}  server CPU {r['server_cpu_ms']:.2f} ms/req{batch}",
+            flush=True,
+        )
+    rps = {m: r["rps"] for m, r in results.items()}
+    if "on" in rps and "naive" in rps:
+        print(f"batching on / naive: {rps['on'] / rps['naive']:.2f}x")
+    if "on" in rps and "off" in rps:
+        print(f"batching on / off:   {rps['on'] / rps['off']:.2f}x  (target >= 0.9)")
+    if "workers2" in rps and "on" in rps:
+        print(f"2 workers / 1:       {rps['workers2'] / rps['on']:.2f}x")
+    if "on" in results:
+        on = results["on"]
+        ok = on["rps"] >= 1000 and on["p99_ms"] <= 100 and on["errors"] == 0
+        print(f"target (on: >= 1000 req/s, p99 <= 100 ms, 0 errors): {'met' if ok else 'NOT met'}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"bundle": kind, "results": results}, indent=2))
+
+
+def find_bundle(arg: str | None) -> tuple[str, str]:
+    """The bundle to serve: --artifacts, else the real one (resolve_bundle_dir) when it exists."""
+    from fmnist.artifacts import MANIFEST, resolve_bundle_dir
+
+    if arg:
+        return arg, "given"
+    real = resolve_bundle_dir(None)
+    if (real / MANIFEST).is_file():
+        return str(real), "real"
+    raise SystemExit(f"no bundle at {real}: pass --artifacts DIR (a folder written by `fmnist export`)")
+
+
+if __name__ == "__main__":
+    main()

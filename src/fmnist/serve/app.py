@@ -1,0 +1,583 @@
+"""The HTTP API: ``create_app(model_or_bundle_dir, settings)`` builds the FastAPI application.
+
+Routes (schema at ``/openapi.json``, browsable at ``/docs``):
+
+- ``POST /v1/classify``, ``/v1/encode``, ``/v1/reconstruct``: multipart uploads in the field
+  ``file`` (repeat it for several images), preprocessed like the CLI (``invert`` as a query or
+  form parameter); results come back in upload order.
+- ``POST /v1/generate``: JSON ``{"n", "sampler", "seed", "format"}``.
+- ``GET /healthz``, ``/readyz``, ``/v1/model``, ``/metrics``.
+
+Images come back in one of three ``format``s: ``png`` (one PNG grid, ``image/png``, as the CLI
+writes), ``list`` (JSON nested lists of floats in [0,1], shape [28,28] per image) or
+``png_base64`` (JSON, one base64 28x28 grey PNG per image). Without ``format`` the answer is
+``png`` when the ``Accept`` header names ``image/png``, else ``list``.
+
+Every client error is a 4xx with the body ``{"error": "<one line>"}``; a 500 means a bug.
+"""
+
+import base64
+import io
+import logging
+import sys
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fmnist.errors import ConfigError, InputError
+from fmnist.serve import images
+from fmnist.serve.batching import MicroBatcher
+from fmnist.serve.inference import DEFAULT_SAMPLER, MAX_GENERATE, SAMPLERS
+from fmnist.serve.metrics import CONTENT_TYPE, Metrics
+from fmnist.serve.settings import Settings, from_env
+
+log = logging.getLogger("fmnist.serve")
+
+ImageFormat = Literal["png", "list", "png_base64"]
+# Images with more pixels are decoded in a worker thread so they cannot stall the event loop
+# (a 17 kB PNG can hold 12000x12000 pixels and take seconds to decode).
+_DECODE_INLINE_PIXELS = 256 * 256
+
+
+# --------------------------------------------------------------------------- response schemas
+
+
+class ClassifyResult(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    filename: str | None
+    label: int = Field(description="Class index 0..9.")
+    class_: str = Field(alias="class", description="Class name.")
+    probability: float = Field(description="Probability of `label`.")
+    probabilities: list[float] = Field(description="All 10 class probabilities, by index.")
+
+
+class ClassifyResponse(BaseModel):
+    results: list[ClassifyResult]
+
+
+class EncodeResult(BaseModel):
+    filename: str | None
+    latent: list[float]
+
+
+class EncodeResponse(BaseModel):
+    latent_dim: int
+    results: list[EncodeResult]
+
+
+class ImagesResponse(BaseModel):
+    results: list[dict[str, Any]] = Field(
+        description="Per image: `filename` (uploads only) and `image` ([28][28] floats, format "
+        "`list`) or `png` (base64, format `png_base64`)."
+    )
+
+
+class ErrorResponse(BaseModel):
+    error: str
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in [
+        (400, "Unusable input (e.g. not an image, truncated image)."),
+        (413, "Request body over the size limit."),
+        (415, "Wrong content type."),
+        (422, "Request failed validation (missing field, value out of range, unknown sampler)."),
+    ]
+}
+
+_UPLOAD_BODY = {
+    # `invert` is read by hand (like the body) to keep FastAPI's parameter machinery off the hot path
+    "parameters": [
+        {
+            "name": "invert",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string", "enum": ["auto", "yes", "no"], "default": "auto"},
+            "description": "Invert the image: auto decides from the border (as the CLI does).",
+        }
+    ],
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "One or more images (any format Pillow reads); "
+                            "repeat the field for several.",
+                        },
+                        "invert": {
+                            "type": "string",
+                            "enum": ["auto", "yes", "no"],
+                            "description": "Overrides the query parameter of the same name.",
+                        },
+                    },
+                }
+            }
+        },
+    },
+}
+_PNG_RESPONSE = {200: {"content": {"image/png": {}}, "description": "JSON, or a PNG grid."}}
+
+
+# --------------------------------------------------------------------------- uploads
+
+
+def parse_multipart(body: bytes, content_type: str, max_files: int) -> tuple[list, dict[str, str]]:
+    """A whole multipart/form-data body -> ([(filename, bytes) of each ``file`` upload], {field: text}).
+
+    The body is already in memory (at most ``--max-body-bytes``), so a split on the boundary does
+    what Starlette's streaming python-multipart parser does at a fraction of its per-request cost
+    (about 25 us against 200 us for one small PNG), which matters at 1,000 requests/s on 2 cores.
+    Header parameters are parsed by python-multipart's own ``parse_options_header``.
+
+    Raises:
+        InputError: no boundary, a truncated or malformed body, a text ``file`` field, too many files.
+    """
+    from python_multipart.multipart import parse_options_header
+
+    boundary = parse_options_header(content_type)[1].get(b"boundary")
+    if not boundary:
+        raise InputError("multipart/form-data content type without a boundary")
+    delimiter = b"--" + boundary
+    pos = body.find(delimiter)
+    if pos < 0:
+        raise InputError("malformed multipart body: the boundary never occurs")
+    files, fields = [], {}
+    pos += len(delimiter)
+    while not body.startswith(b"--", pos):  # "--boundary--" closes the body
+        line_end = body.find(b"\r\n", pos)
+        head_end = body.find(b"\r\n\r\n", line_end) if line_end >= 0 else -1
+        part_end = body.find(b"\r\n" + delimiter, head_end + 4) if head_end >= 0 else -1
+        if part_end < 0:
+            raise InputError("malformed or truncated multipart body")
+        disposition = None
+        for header in body[line_end + 2 : head_end].split(b"\r\n"):
+            name, _, value = header.partition(b":")
+            if name.strip().lower() == b"content-disposition":
+                disposition = value.decode("latin-1")
+        if disposition is None:
+            raise InputError("malformed multipart body: a part without Content-Disposition")
+        params = parse_options_header(disposition)[1]
+        name = params.get(b"name", b"").decode("utf-8", "replace")
+        data = body[head_end + 4 : part_end]
+        if b"filename" in params:
+            if name == "file":
+                if len(files) == max_files:
+                    raise InputError(f"too many files: at most {max_files} per request")
+                files.append((params[b"filename"].decode("utf-8", "replace"), data))
+        elif name == "file":
+            raise InputError("field `file` must be a file upload, not a text field")
+        elif len(fields) < 16:
+            fields[name] = data.decode("utf-8", "replace")
+        pos = part_end + 2 + len(delimiter)
+    return files, fields
+
+
+def _pixels(data: bytes) -> int:
+    """Width x height from the image header (no decoding), 0 when Pillow cannot tell: then
+    load_image reports the problem. A decompression bomb counts as too many pixels."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.width * image.height
+    except Image.DecompressionBombError:
+        return sys.maxsize
+    except Exception:  # not an image, unknown format: load_image raises the one-line InputError
+        return 0
+
+
+# --------------------------------------------------------------------------- middleware
+
+
+class _BodyTooLarge(HTTPException):
+    def __init__(self, limit: int, size: int | None = None) -> None:
+        got = f"of {size} bytes " if size is not None else ""
+        super().__init__(
+            413,
+            f"request body {got}is over the limit of {limit} bytes",
+            headers={"connection": "close"},
+        )
+
+
+class BodyLimit:
+    """413 for bodies over ``limit`` bytes: up front from Content-Length, without reading the
+    body, else as soon as the streamed bytes (chunked uploads) pass the limit."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                size = int(value) if value.isdigit() else None
+                if size is not None and size > self.limit:
+                    return await _error(send, _BodyTooLarge(self.limit, size))
+                break
+        seen = 0
+        limit = self.limit
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _BodyTooLarge(limit)
+            return message
+
+        await self.app(scope, counted, send)
+
+
+async def _error(send: Send, exc: HTTPException) -> None:
+    body = JSONResponse({"error": exc.detail}, exc.status_code, headers=exc.headers)
+    await body({"type": "http"}, _no_receive, send)
+
+
+async def _no_receive() -> Message:  # pragma: no cover - a JSONResponse never reads
+    return {"type": "http.disconnect"}
+
+
+class Observe:
+    """Count every request by route template and status and time it to its last byte."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        status = 500  # if the app raises before answering, ServerErrorMiddleware sends a 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            self.metrics.observe_request(
+                getattr(route, "path", "(unmatched)"),
+                scope["method"],
+                status,
+                time.perf_counter() - start,
+            )
+
+
+# --------------------------------------------------------------------------- the app
+
+
+def create_app(model_or_bundle_dir: Any = None, settings: Settings | None = None) -> FastAPI:
+    """Build the API around a loaded ``Model`` (or anything with its interface) or a bundle folder.
+
+    A folder (or None: ``resolve_bundle_dir(None)``) is loaded and verified at startup, in the
+    lifespan, so ``/readyz`` only turns ready once the model answers.
+    """
+    settings = settings or Settings()
+    if settings.max_generate > MAX_GENERATE:
+        raise ConfigError(f"--max-generate must be at most {MAX_GENERATE}, not {settings.max_generate}")
+    metrics = Metrics()
+    state: dict[str, Any] = {"model": None, "ready": False, "batchers": {}}
+    if model_or_bundle_dir is None or isinstance(model_or_bundle_dir, (str, Path)):
+        bundle_dir = model_or_bundle_dir
+    else:
+        state["model"], bundle_dir = model_or_bundle_dir, None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if state["model"] is None:
+            from fmnist.serve.inference import Model
+            from fmnist.serve.server import SERVER_THREADS
+
+            state["model"] = await run_in_threadpool(Model, bundle_dir, settings.provider, SERVER_THREADS)
+        model = state["model"]
+        # First runs create sessions and allocate; do them before declaring ready.
+        probe = np.zeros((1, 28, 28), np.float32)
+        for fn in (model.classify, model.encode, model.reconstruct):
+            await run_in_threadpool(fn, probe)
+        ops = {"classify": model.classify, "encode": model.encode, "reconstruct": model.reconstruct}
+        for op, fn in ops.items():
+            if settings.batching:
+                batcher = MicroBatcher(
+                    fn,
+                    settings.max_batch,
+                    settings.max_wait_ms,
+                    name=op,
+                    on_batch=lambda size, op=op: metrics.observe_batch(op, size),
+                )
+                await batcher.start()
+                state["batchers"][op] = batcher
+            else:
+                state["batchers"][op] = _direct(fn, lambda size, op=op: metrics.observe_batch(op, size))
+        state["ready"] = True
+        log.info("fmnist serve: model ready (provider %s)", getattr(model, "provider", "?"))
+        try:
+            yield
+        finally:
+            state["ready"] = False
+            for batcher in state["batchers"].values():
+                if isinstance(batcher, MicroBatcher):
+                    await batcher.stop()
+
+    app = FastAPI(
+        title="fmnist",
+        summary="Fashion-MNIST autoencoder, classifier and generator served from an ONNX bundle.",
+        version=_package_version(),
+        lifespan=lifespan,
+    )
+    app.state.settings, app.state.metrics, app.state.fmnist = settings, metrics, state
+    # Innermost first: BodyLimit inside Observe, so 413s are counted.
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(Observe, metrics=metrics)
+    _add_error_handlers(app)
+
+    async def read_uploads(request: Request) -> tuple[list[str], np.ndarray]:
+        """The ``file`` uploads of a multipart request, decoded to [k,28,28] in upload order."""
+        content_type = request.headers.get("content-type", "")
+        if not content_type.startswith("multipart/form-data"):
+            kind = content_type.split(";")[0] or "no content type"
+            raise HTTPException(415, f"expected multipart/form-data with `file` fields, not {kind}")
+        files, fields = parse_multipart(await request.body(), content_type, settings.max_files)
+        if not files:
+            raise InputError("no `file` field: upload images as multipart field `file`")
+        invert = fields.get("invert") or request.query_params.get("invert") or "auto"
+        if invert not in ("auto", "yes", "no"):
+            raise InputError(f"invert must be auto, yes or no, not {invert[:20]!r}")
+        names, arrays = [], []
+        for name, data in files:
+            pixels = _pixels(data)
+            if pixels > settings.max_pixels:
+                count = pixels if pixels < sys.maxsize else "too many"
+                raise InputError(f"{name}: image of {count} pixels is over the limit of {settings.max_pixels}")
+            try:
+                if pixels > _DECODE_INLINE_PIXELS:
+                    image = await run_in_threadpool(images.load_image, data, invert)
+                else:
+                    image = images.load_image(data, invert)
+            except InputError as e:  # load_image calls every bytes source "upload"
+                raise InputError(f"{name or 'upload'}: {str(e).removeprefix('upload: ')}") from None
+            names.append(name)
+            arrays.append(image)
+        return names, np.stack(arrays)
+
+    # --- model routes
+
+    @app.post(
+        "/v1/classify",
+        response_model=ClassifyResponse,
+        responses=ERRORS,
+        openapi_extra=_UPLOAD_BODY,
+        tags=["model"],
+    )
+    async def classify(request: Request) -> Response:
+        """Classify one or more uploaded images; results in upload order."""
+        names, x = await read_uploads(request)
+        probs = await state["batchers"]["classify"](x)  # [k,10]
+        labels = probs.argmax(1)
+        class_names = state["model"].class_names
+        results = [
+            {
+                "filename": name,
+                "label": int(label),
+                "class": class_names[label],
+                "probability": float(p[label]),
+                "probabilities": p.tolist(),
+            }
+            for name, label, p in zip(names, labels, probs, strict=True)
+        ]
+        return JSONResponse({"results": results})
+
+    @app.post(
+        "/v1/encode",
+        response_model=EncodeResponse,
+        responses=ERRORS,
+        openapi_extra=_UPLOAD_BODY,
+        tags=["model"],
+    )
+    async def encode(request: Request) -> Response:
+        """Latent vectors [d] of the uploaded images, in upload order."""
+        names, x = await read_uploads(request)
+        z = await state["batchers"]["encode"](x)  # [k,d]
+        results = [{"filename": n, "latent": row.tolist()} for n, row in zip(names, z, strict=True)]
+        return JSONResponse({"latent_dim": int(z.shape[1]), "results": results})
+
+    @app.post(
+        "/v1/reconstruct",
+        response_model=ImagesResponse,
+        responses={**ERRORS, **_PNG_RESPONSE},
+        openapi_extra=_UPLOAD_BODY,
+        tags=["model"],
+    )
+    async def reconstruct(
+        request: Request,
+        format: ImageFormat | None = Query(None, description="png, list or png_base64; default from Accept."),
+    ) -> Response:
+        """Autoencoder reconstructions of the uploaded images, in upload order."""
+        names, x = await read_uploads(request)
+        y = await state["batchers"]["reconstruct"](x)  # [k,28,28]
+        return await _images_response(y, names, format, request)
+
+    def generate_request_model() -> type[BaseModel]:
+        class GenerateRequest(BaseModel):
+            model_config = ConfigDict(extra="forbid")
+
+            n: int = Field(16, ge=1, le=settings.max_generate, description="Number of images.")
+            sampler: Literal[SAMPLERS] = Field(DEFAULT_SAMPLER, description="Latent sampler.")
+            seed: int = Field(0, ge=0, le=2**32 - 1, description="Same seed, same images.")
+            format: ImageFormat | None = Field(
+                None, description="png (a grid), list or png_base64; default from Accept."
+            )
+
+        return GenerateRequest
+
+    GenerateRequest = generate_request_model()
+
+    @app.post(
+        "/v1/generate",
+        response_model=ImagesResponse,
+        responses={**ERRORS, **_PNG_RESPONSE},
+        tags=["model"],
+        dependencies=[Depends(_require_json)],
+    )
+    async def generate(body: GenerateRequest, request: Request) -> Response:  # type: ignore[valid-type]
+        """New images from the chosen latent sampler."""
+        x = await run_in_threadpool(state["model"].generate, body.n, body.sampler, body.seed)
+        return await _images_response(x, None, body.format, request)
+
+    # --- service routes
+
+    @app.get("/healthz", tags=["service"])
+    async def healthz() -> dict[str, str]:
+        """The process is alive."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["service"], responses={503: {"model": ErrorResponse}})
+    async def readyz() -> Response:
+        """The bundle is loaded, verified and has answered a first call."""
+        if not state["ready"]:
+            return JSONResponse({"error": "model not loaded"}, 503)
+        model = state["model"]
+        return JSONResponse({"status": "ready", "provider": getattr(model, "provider", None)})
+
+    @app.get("/v1/model", tags=["model"])
+    async def model_info() -> dict[str, Any]:
+        """The bundle's manifest, without the file hashes."""
+        return {k: v for k, v in state["model"].manifest.items() if k != "files"}
+
+    @app.get(
+        "/metrics",
+        tags=["service"],
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE: {}}}},
+    )
+    async def prometheus() -> Response:
+        """Prometheus text format: requests, latency and batch-size histograms."""
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    return app
+
+
+async def _require_json(request: Request) -> None:
+    """415 unless the body is declared JSON (FastAPI would answer 422 for a body it ignores)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip()
+    if content_type != "application/json":
+        raise HTTPException(415, f"expected application/json, not {content_type or 'no content type'}")
+
+
+def _direct(fn, on_batch):
+    """Batching off: one model call per request, on the event loop like a plain endpoint."""
+
+    async def call(x: np.ndarray) -> np.ndarray:
+        y = fn(x)
+        on_batch(len(x))
+        return y
+
+    return call
+
+
+async def _images_response(x: np.ndarray, names: list | None, format: str | None, request: Request) -> Response:
+    """[k,28,28] images as a PNG grid or JSON, per ``format`` or else the Accept header."""
+    if format is None:
+        format = "png" if "image/png" in request.headers.get("accept", "") else "list"
+    if format == "png":
+        return Response(await run_in_threadpool(images.to_png, x), media_type="image/png")
+    if format == "list":
+        items = [{"image": image.tolist()} for image in x]
+    else:
+        # one 28x28 PNG per image (no grid padding)
+        items = [{"png": base64.b64encode(images.png_bytes(images.to_uint8(image))).decode()} for image in x]
+    if names is not None:
+        for item, name in zip(items, names, strict=True):
+            item["filename"] = name
+    return JSONResponse({"results": items})
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error answers ``{"error": "<one line>"}``."""
+
+    @app.exception_handler(InputError)
+    async def input_error(request: Request, exc: InputError) -> Response:
+        return JSONResponse({"error": str(exc)}, 400)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        return JSONResponse({"error": _validation_message(exc)}, 422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        return JSONResponse({"error": str(exc.detail)}, exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(ClientDisconnect)
+    async def disconnected(request: Request, exc: ClientDisconnect) -> Response:
+        # Nobody reads this; 499 (nginx's "client closed request") keeps it out of the 5xx count.
+        return JSONResponse({"error": "client disconnected"}, 499)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    """FastAPI's error list as one line: ``body.n: Input should be less than or equal to 1024``."""
+    parts = []
+    for err in exc.errors()[:5]:
+        if err.get("type") == "json_invalid":
+            parts.append(
+                f"malformed JSON body: {err.get('ctx', {}).get('error', 'decode error')} at character {err['loc'][-1]}"
+            )
+            continue
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}" if loc else err.get("msg", "invalid"))
+    return "; ".join(parts) or "invalid request"
+
+
+def _package_version() -> str:
+    from fmnist import __version__
+
+    return __version__
+
+
+def create_app_from_env() -> FastAPI:
+    """The app of one `fmnist serve --workers N` worker process (a uvicorn factory)."""
+    bundle_dir, settings = from_env()
+    return create_app(bundle_dir, settings)
