@@ -45,3 +45,11 @@ def tiny_bundle(tmp_path_factory, tiny_run, data_dir) -> Path:
     result = CliRunner().invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output
     return out
+
+
+@pytest.fixture(scope="session")
+def toy_bundle(tmp_path_factory) -> Path:
+    """The fixed-weight toy bundle of tests/toybundle.py (no torch, no training); read-only."""
+    from tests.toybundle import build_toy_bundle
+
+    return build_toy_bundle(tmp_path_factory.mktemp("toy") / "bundle")

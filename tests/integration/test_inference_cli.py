@@ -1,10 +1,13 @@
-"""The inference commands on the tiny exported bundle."""
+"""generate, classify, reconstruct, encode and evaluate on the fixed-weight toy bundle."""
 
 from __future__ import annotations
 
+import gzip
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,163 +15,301 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from fmnist.cli import app
-from fmnist.serve.evaluation import load_test_set
-from fmnist.serve.inference import Model
+from tests import toybundle as toy
+
+HEAVY = ("torch", "sklearn", "lightning", "scipy", "optuna")
 
 
 def run_cli(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
+def assert_one_line_error(result, *words: str) -> None:
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    assert isinstance(result.exception, SystemExit)  # not a crash
+    assert result.stdout == ""
+    assert result.stderr.startswith("fmnist: error: ") and result.stderr.count("\n") == 1, result.stderr
+    for word in words:
+        assert word in result.stderr, result.stderr
+
+
+def save_png(path: Path, array: np.ndarray) -> Path:
+    Image.fromarray(array).save(path)
+    return path
+
+
 @pytest.fixture(scope="module")
-def test_pngs(tmp_path_factory, data_dir):
-    """Five official test images as PNGs, with their labels."""
-    images, labels = load_test_set(data_dir)
+def pngs(tmp_path_factory) -> Path:
+    """black.png (uniform: label 0, p 0.1), white.png (dark border: inverted to black too),
+    top.png (a light top half on black: class 0), bottom.png (class 1), in one folder."""
     folder = tmp_path_factory.mktemp("pngs")
-    for i in range(5):
-        Image.fromarray((images[i] * 255).round().astype(np.uint8)).save(folder / f"t{i}.png")
-    return folder, labels[:5]
+    top = np.zeros((28, 28), np.uint8)
+    top[2:12, 4:24] = 255
+    save_png(folder / "black.png", np.zeros((28, 28), np.uint8))
+    save_png(folder / "top.png", top)
+    save_png(folder / "bottom.png", top[::-1].copy())
+    return folder
 
 
-def test_generate_formats_and_seed(tiny_bundle, tmp_path):
-    b = ["--artifacts", tiny_bundle]
-    assert run_cli("generate", "--n", "16", "--out", tmp_path / "s.png", *b).exit_code == 0
-    assert Image.open(tmp_path / "s.png").size == (4 * 30 + 2, 4 * 30 + 2)
-    for sampler in ("kde", "kde-pca", "vae"):
-        result = run_cli("generate", "--n", "5", "--sampler", sampler, "--out", tmp_path / f"{sampler}.npy", *b)
-        assert result.exit_code == 0 and str(tmp_path / f"{sampler}.npy") in result.output
-        x = np.load(tmp_path / f"{sampler}.npy")
-        assert x.shape == (5, 28, 28) and x.dtype == np.float32 and x.min() >= 0 and x.max() <= 1
-    run_cli("generate", "--n", "5", "--seed", "3", "--out", tmp_path / "again.npy", *b)
-    run_cli("generate", "--n", "5", "--seed", "3", "--out", tmp_path / "again2.npy", *b)
-    assert np.array_equal(np.load(tmp_path / "again.npy"), np.load(tmp_path / "again2.npy"))
-    assert not np.array_equal(np.load(tmp_path / "again.npy"), np.load(tmp_path / "kde.npy"))
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    """A 40-image stand-in for the official test set, in the torchvision layout (gzip and plain)."""
+    root = tmp_path_factory.mktemp("data")
+    raw = root / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    images = (rng.random((40, 28, 28)) * 255).astype(np.uint8)
+    labels = rng.integers(0, 10, 40).astype(np.uint8)
+    header = (2051).to_bytes(4, "big") + b"".join(n.to_bytes(4, "big") for n in (40, 28, 28))
+    with gzip.open(raw / "t10k-images-idx3-ubyte.gz", "wb") as f:
+        f.write(header + images.tobytes())
+    (raw / "t10k-labels-idx1-ubyte").write_bytes((2049).to_bytes(4, "big") + (40).to_bytes(4, "big") + labels.tobytes())
+    return root
+
+
+# generate
+
+
+def test_generate_png_grid_folder_and_npy(toy_bundle, tmp_path):
+    b = ("--artifacts", toy_bundle)
+    result = run_cli("generate", "--n", "16", "--out", tmp_path / "s.png", *b)
+    assert result.exit_code == 0 and str(tmp_path / "s.png") in result.stdout
+    assert Image.open(tmp_path / "s.png").size == (4 * 30 + 2, 4 * 30 + 2)  # 4x4 tiles of 28 + 2 padding
     assert run_cli("generate", "--n", "3", "--out", tmp_path / "dir", *b).exit_code == 0
-    assert sorted(p.name for p in (tmp_path / "dir").iterdir()) == [f"sample-0000{i}.png" for i in range(3)]
+    files = sorted((tmp_path / "dir").iterdir())
+    assert [f.name for f in files] == [f"sample-0000{i}.png" for i in range(3)]
+    assert all(Image.open(f).size == (28, 28) for f in files)
+    for sampler in ("kde", "kde-pca", "vae"):
+        out = tmp_path / f"{sampler}.npy"
+        assert run_cli("generate", "--n", "5", "--sampler", sampler, "--out", out, *b).exit_code == 0
+        x = np.load(out)
+        assert x.shape == (5, 28, 28) and x.dtype == np.float32 and x.min() >= 0 and x.max() <= 1
 
 
-def test_pickle_free_samplers_match_the_joblib_objects(tiny_bundle):
-    import joblib
+def test_generate_is_the_models_output_and_repeatable_by_seed(toy_bundle, tmp_path):
+    from fmnist.serve.inference import Model
 
-    model = Model(tiny_bundle)
-    kde, kde_pca, pca = (joblib.load(tiny_bundle / f"{n}.joblib") for n in ("kde_latent", "kde_pca", "pca"))
-    assert np.array_equal(model.sample_latents(20, "kde", 5), kde.sample(20, random_state=5))
-    assert np.allclose(
-        model.sample_latents(20, "kde-pca", 5), pca.inverse_transform(kde_pca.sample(20, random_state=5))
-    )
+    def npy(name, *extra):
+        result = run_cli("generate", "--n", "6", "--out", tmp_path / name, "--artifacts", toy_bundle, *extra)
+        assert result.exit_code == 0
+        return np.load(tmp_path / name)
+
+    default, again, other = npy("a.npy"), npy("b.npy"), npy("c.npy", "--seed", "1")
+    assert np.array_equal(default, again) and not np.array_equal(default, other)
+    assert np.array_equal(default, Model(toy_bundle, "cpu").generate(6, "kde", 0))  # kde and seed 0 by default
 
 
-def test_classify_json_and_text(tiny_bundle, test_pngs):
-    folder, labels = test_pngs
-    result = run_cli("classify", folder, "--json", "--artifacts", tiny_bundle)
+def test_generate_help_says_why_kde_is_the_default():
+    help_text = " ".join(run_cli("generate", "--help").stdout.split())
+    assert "correlations" in help_text and "10,000" in help_text
+
+
+# classify, reconstruct, encode
+
+
+def test_classify_json_is_exact(toy_bundle, pngs):
+    result = run_cli("classify", pngs, "--json", "--artifacts", toy_bundle)
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.output)
-    assert [set(r) for r in rows] == [{"path", "label", "class", "probability"}] * 5
-    model = Model(tiny_bundle)
-    images = np.stack([np.asarray(Image.open(folder / f"t{i}.png"), np.float32) / 255 for i in range(5)])
-    probabilities = model.classify(images)
-    assert [r["label"] for r in rows] == probabilities.argmax(1).tolist()
-    assert [r["probability"] for r in rows] == pytest.approx(probabilities.max(1).tolist())
-    assert rows[0]["class"] == model.class_names[rows[0]["label"]]
-    text = run_cli("classify", folder / "t0.png", "--top-k", "3", "--artifacts", tiny_bundle).output
-    assert text.startswith(f"{folder / 't0.png'}: ") and text.count(",") == 2
+    rows = json.loads(result.stdout)
+    assert [set(r) for r in rows] == [{"path", "label", "class", "probability"}] * 3
+    by_name = {Path(r["path"]).name: r for r in rows}
+    assert [by_name[n]["label"] for n in ("black.png", "top.png", "bottom.png")] == [0, 0, 1]
+    assert by_name["bottom.png"]["class"] == "Trouser"
+    assert by_name["black.png"]["probability"] == pytest.approx(0.1)
+    x = np.asarray(Image.open(pngs / "top.png"), np.float32)[None] / 255
+    assert by_name["top.png"]["probability"] == pytest.approx(float(toy.toy_probabilities(x).max()), rel=1e-5)
 
 
-def test_reconstruct_and_encode(tiny_bundle, test_pngs, tmp_path):
-    folder, _ = test_pngs
-    result = run_cli(
-        "reconstruct", folder / "t0.png", folder / "t1.png", "--out", tmp_path / "r.png", "--artifacts", tiny_bundle
-    )
-    assert result.exit_code == 0 and result.output.count("mse ") == 2
-    assert Image.open(tmp_path / "r.png").size == (2 * 30 + 2, 2 * 30 + 2)
-    result = run_cli("encode", folder, "--json", "--artifacts", tiny_bundle)
-    latents = [r["latent"] for r in json.loads(result.output)]
-    assert len(latents) == 5 and len(latents[0]) == 8
-    assert run_cli("encode", folder, "--out", tmp_path / "z.npy", "--artifacts", tiny_bundle).exit_code == 0
-    assert np.allclose(np.load(tmp_path / "z.npy"), latents, atol=1e-6)
+def test_classify_text_and_top_k(toy_bundle, pngs):
+    result = run_cli("classify", pngs / "bottom.png", "--top-k", "3", "--artifacts", toy_bundle)
+    assert result.exit_code == 0
+    line = result.stdout.strip()
+    assert result.stdout.count("\n") == 1 and line.startswith(f"{pngs / 'bottom.png'}: Trouser ")
+    assert line.count(",") == 2
+    rows = json.loads(run_cli("classify", pngs / "top.png", "--top-k", "2", "--json", "--artifacts", toy_bundle).stdout)
+    assert [k["label"] for k in rows[0]["top_k"]][0] == rows[0]["label"] == 0
 
 
-def test_evaluate_reproduces_the_manifest(tiny_bundle, data_dir):
-    result = run_cli("evaluate", "--data-dir", data_dir, "--json", "--artifacts", tiny_bundle)
+def test_classify_any_size_and_mode_with_invert(toy_bundle, tmp_path):
+    """A dark garment on white, RGB and 3x the size: auto inverts it to the training polarity."""
+    photo = np.full((84, 60, 3), 255, np.uint8)
+    photo[48:80, 10:50] = (30, 20, 10)  # dark block in the bottom half
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(photo).save(path, quality=95)
+    rows = {
+        invert: json.loads(run_cli("classify", path, "--json", "--invert", invert, "--artifacts", toy_bundle).stdout)
+        for invert in ("auto", "no")
+    }
+    assert rows["auto"][0]["class"] == "Trouser"  # light block at the bottom after inversion
+    assert rows["no"][0]["class"] == "Ankle boot"  # left as is: mostly light, the toy's "white" class
+
+
+def test_reconstruct_writes_originals_over_reconstructions_and_prints_mse(toy_bundle, pngs, tmp_path):
+    out = tmp_path / "r.png"
+    result = run_cli("reconstruct", pngs / "black.png", pngs / "top.png", "--out", out, "--artifacts", toy_bundle)
     assert result.exit_code == 0, result.output
-    got = json.loads(result.output)
-    metrics = json.loads((tiny_bundle / "manifest.json").read_text())["metrics"]
-    assert got["reconstruction_mse"] == pytest.approx(metrics["reconstruction_mse"], rel=1e-4)
-    assert got["classifier_accuracy"] == pytest.approx(metrics["classifier_accuracy"], abs=2e-4)
-    assert got["vae_elbo"] == pytest.approx(metrics["vae_elbo"], abs=1.0)  # one noise draw each
+    assert Image.open(out).size == (2 * 30 + 2, 2 * 30 + 2)
+    x = np.stack([np.asarray(Image.open(pngs / n), np.float32) / 255 for n in ("black.png", "top.png")])
+    mse = ((toy.toy_decode(toy.toy_encode(x)) - x) ** 2).mean((1, 2))
+    assert f"{pngs / 'black.png'}: mse {mse[0]:.5f}" in result.stdout
+    assert f"{pngs / 'top.png'}: mse {mse[1]:.5f}" in result.stdout
+    assert mse[0] == pytest.approx(0.25)  # sigmoid(0) = 0.5 everywhere against black
+
+
+def test_encode_json_and_npy(toy_bundle, pngs, tmp_path):
+    result = run_cli("encode", pngs / "black.png", pngs / "top.png", "--json", "--artifacts", toy_bundle)
+    rows = json.loads(result.stdout)
+    assert [set(r) for r in rows] == [{"path", "latent"}] * 2
+    x = np.asarray(Image.open(pngs / "top.png"), np.float32)[None] / 255
+    assert rows[0]["latent"] == [0.0, 0.0] and rows[1]["latent"] == pytest.approx(toy.toy_encode(x)[0].tolist())
+    out = tmp_path / "z.npy"
+    assert run_cli("encode", pngs, "--out", out, "--artifacts", toy_bundle).exit_code == 0
+    z = np.load(out)
+    assert z.shape == (3, 2) and z.dtype == np.float32
+
+
+# evaluate
+
+
+def test_evaluate_json(toy_bundle, data_dir):
+    from fmnist.serve.evaluation import load_test_set
+    from fmnist.serve.inference import Model
+
+    result = run_cli("evaluate", "--data-dir", data_dir, "--json", "--artifacts", toy_bundle)
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.stdout)
+    assert {"reconstruction_mse", "classifier_accuracy", "per_class_accuracy", "vae_elbo", "samplers"} <= set(got)
+    images, labels = load_test_set(data_dir)
+    assert images.shape == (40, 28, 28) and got["test_images"] == 40
+    model = Model(toy_bundle, "cpu")
+    recon = toy.toy_decode(toy.toy_encode(images))
+    assert got["reconstruction_mse"] == pytest.approx(float(((recon - images) ** 2).mean()))
+    assert got["classifier_accuracy"] == pytest.approx(float((model.classify(images).argmax(1) == labels).mean()))
+    assert got["vae_elbo"] == pytest.approx(float(model.vae_elbo(images, 0).mean()), rel=1e-6)
     assert set(got["samplers"]) == {"kde", "kde-pca", "vae"}
     for s in got["samplers"].values():
         assert s["frechet_distance"] >= 0 and 0.1 <= s["mean_top_probability"] <= 1
         assert sum(s["class_spread"].values()) == pytest.approx(1.0)
+    text = run_cli("evaluate", "--data-dir", data_dir, "--artifacts", toy_bundle).stdout
+    assert "classifier accuracy" in text and "Frechet" in text
 
 
-def test_bad_input_errors(tiny_bundle, test_pngs, tmp_path):
-    folder, _ = test_pngs
+def test_evaluate_reads_fmnist_data(toy_bundle, data_dir, monkeypatch):
+    monkeypatch.setenv("FMNIST_DATA", str(data_dir))
+    assert run_cli("evaluate", "--json", "--artifacts", toy_bundle).exit_code == 0
+
+
+# bad input: one line on stderr, exit code 2, nothing written
+
+
+@pytest.fixture
+def bad_inputs(tmp_path, pngs) -> Path:
     (tmp_path / "notes.txt").write_text("not an image")
-    truncated = tmp_path / "cut.png"
-    truncated.write_bytes((folder / "t0.png").read_bytes()[:100])
+    (tmp_path / "cut.png").write_bytes((pngs / "top.png").read_bytes()[:60])
     (tmp_path / "empty").mkdir()
-    b = ["--artifacts", tiny_bundle]
-    cases = [
-        ("classify", tmp_path / "missing.png", *b),
-        ("classify", tmp_path / "empty", *b),
-        ("classify", tmp_path / "notes.txt", *b),
-        ("classify", truncated, *b),
-        ("generate", "--n", "0", "--out", tmp_path / "x.png", *b),
-        ("generate", "--n", "-3", "--out", tmp_path / "x.png", *b),
-        ("generate", "--n", "10001", "--out", tmp_path / "x.png", *b),
-        ("generate", "--sampler", "gan", "--out", tmp_path / "x.png", *b),
-        ("generate", "--out", tmp_path / "x.png", "--artifacts", tmp_path / "nowhere"),
-    ]
-    for args in cases:
-        result = subprocess.run([sys.executable, "-m", "fmnist.cli", *map(str, args)], capture_output=True, text=True)
-        assert result.returncode == 2, (args, result.stderr)
-        assert result.stderr.startswith("fmnist: error: ") and result.stderr.count("\n") == 1, result.stderr
-        assert not (tmp_path / "x.png").exists()
+    return tmp_path
 
 
-def test_one_bad_image_among_several_exits_1(tiny_bundle, test_pngs, tmp_path):
-    folder, _ = test_pngs
-    result = run_cli(
-        "classify", folder / "t0.png", tmp_path / "missing.png", folder / "t1.png", "--json", "--artifacts", tiny_bundle
-    )
-    assert result.exit_code == 1
-    assert [r["path"] for r in json.loads(result.stdout)] == [str(folder / "t0.png"), str(folder / "t1.png")]
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("classify", "{tmp}/missing.png"), ("missing.png", "no such file")),
+        (("classify", "{tmp}/empty"), ("empty", "no images")),
+        (("classify", "{tmp}/notes.txt"), ("notes.txt", "not an image")),
+        (("classify", "{tmp}/cut.png"), ("cut.png", "truncated")),
+        (("reconstruct", "{tmp}/cut.png", "--out", "{tmp}/x.png"), ("cut.png",)),
+        (("encode", "{tmp}/notes.txt", "--out", "{tmp}/x.npy"), ("notes.txt",)),
+        (("classify", "{tmp}/notes.txt", "--invert", "maybe"), ("--invert",)),
+        (("generate", "--n", "0", "--out", "{tmp}/x.png"), ("between 1 and 10000", "not 0")),
+        (("generate", "--n", "-3", "--out", "{tmp}/x.png"), ("not -3",)),
+        (("generate", "--n", "10001", "--out", "{tmp}/x.png"), ("not 10001",)),
+        (("generate", "--sampler", "gan", "--out", "{tmp}/x.png"), ("gan", "kde, kde-pca, vae")),
+        (("generate", "--out", "{tmp}/x.jpg"), ("x.jpg",)),
+        (("generate", "--out", "{tmp}/nowhere/x.png"), ("does not exist",)),
+        (("generate", "--provider", "tpu", "--out", "{tmp}/x.png"), ("--provider",)),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(toy_bundle, bad_inputs, args, words):
+    result = run_cli(*(a.format(tmp=bad_inputs) for a in args), "--artifacts", toy_bundle)
+    assert_one_line_error(result, *words)
+    assert sorted(p.name for p in bad_inputs.iterdir()) == ["cut.png", "empty", "notes.txt"]
 
 
-def test_altered_bundle_is_refused(tiny_bundle, tmp_path):
-    import shutil
+def test_missing_bundle_folder(bad_inputs):
+    result = run_cli("generate", "--out", bad_inputs / "x.png", "--artifacts", bad_inputs / "nowhere")
+    assert_one_line_error(result, "nowhere", "does not exist")
+    assert not (bad_inputs / "x.png").exists()
 
+
+@pytest.mark.parametrize(
+    ("damage", "words"),
+    [
+        ("alter", ("classifier.onnx", "sha256")),
+        ("truncate", ("decoder.onnx", "wrong size")),
+        ("delete", ("samplers.npz", "missing")),
+        ("manifest", ("manifest.json", "missing")),
+    ],
+)
+def test_a_bundle_failing_its_integrity_check_is_refused(toy_bundle, tmp_path, damage, words):
     copy = tmp_path / "b"
-    shutil.copytree(tiny_bundle, copy)
-    with open(copy / "classifier.onnx", "r+b") as f:
-        f.seek(500)
-        f.write(b"\x00\x01\x02")
+    shutil.copytree(toy_bundle, copy)
+    if damage == "alter":
+        data = bytearray((copy / "classifier.onnx").read_bytes())
+        data[200] ^= 0xFF
+        (copy / "classifier.onnx").write_bytes(bytes(data))
+    elif damage == "truncate":
+        data = (copy / "decoder.onnx").read_bytes()
+        (copy / "decoder.onnx").write_bytes(data[: len(data) // 2])
+    else:
+        (copy / ("samplers.npz" if damage == "delete" else "manifest.json")).unlink()
     result = run_cli("generate", "--out", tmp_path / "x.png", "--artifacts", copy)
-    assert result.exit_code == 2 and "classifier.onnx fails its sha256" in result.output
+    assert_one_line_error(result, *words)
     assert not (tmp_path / "x.png").exists()
 
 
-def test_inference_commands_never_import_torch_or_sklearn(tiny_bundle, test_pngs, tmp_path):
-    folder, _ = test_pngs
-    probe = (
-        "import sys\nfrom fmnist.cli import app\n"
-        "for args in ({}):\n"
-        "    try: app(args)\n"
-        "    except SystemExit as e: assert e.code == 0, (args, e.code)\n"
-        "heavy = {{'torch', 'sklearn', 'lightning', 'scipy', 'optuna'}}\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in heavy)\n"
-        "print(bad)\n"
+def test_one_bad_image_among_several_is_reported_and_the_rest_classified(toy_bundle, pngs, tmp_path):
+    result = run_cli(
+        "classify", pngs / "top.png", tmp_path / "missing.png", pngs / "bottom.png", "--json", "--artifacts", toy_bundle
     )
-    b = ["--artifacts", str(tiny_bundle)]
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1 and "missing.png" in result.stderr
+    assert [r["class"] for r in json.loads(result.stdout)] == ["T-shirt/top", "Trouser"]
+
+
+# a real process: exit codes, stderr, and the training stack never imported
+
+
+def test_a_real_process_reports_bad_input_in_one_line(toy_bundle, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "fmnist.cli", "classify", str(tmp_path / "missing.png"), "--artifacts", str(toy_bundle)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == f"fmnist: error: {tmp_path / 'missing.png'}: no such file\n"
+
+
+def test_inference_commands_never_import_the_training_stack(toy_bundle, pngs, data_dir, tmp_path):
+    b = ["--artifacts", str(toy_bundle)]
     commands = [
         ["generate", "--n", "4", "--out", str(tmp_path / "g.png"), *b],
-        ["classify", str(folder), *b],
-        ["reconstruct", str(folder / "t0.png"), "--out", str(tmp_path / "r.png"), *b],
-        ["encode", str(folder), *b],
+        ["generate", "--n", "4", "--sampler", "kde-pca", "--out", str(tmp_path / "g.npy"), *b],
+        ["classify", str(pngs), "--json", *b],
+        ["reconstruct", str(pngs / "top.png"), "--out", str(tmp_path / "r.png"), *b],
+        ["encode", str(pngs), *b],
+        ["evaluate", "--data-dir", str(data_dir), *b],
     ]
-    result = subprocess.run(
-        [sys.executable, "-c", probe.format(repr(commands)[1:-1] + ",")], capture_output=True, text=True
+    probe = (
+        "import sys\n"
+        "from fmnist.cli import app\n"
+        f"for args in {commands!r}:\n"
+        "    try:\n"
+        "        app(args)\n"
+        "    except SystemExit as e:\n"
+        "        assert e.code in (0, None), (args, e.code)\n"
+        f"heavy = sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})\n"
+        "print('loaded:', 'onnxruntime' in sys.modules, 'PIL' in sys.modules, 'heavy:', heavy)\n"
     )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "[]"
+    assert result.stdout.strip().splitlines()[-1] == "loaded: True True heavy: []"

@@ -23,6 +23,15 @@ def test_a_28x28_light_on_dark_image_passes_through_unchanged():
     assert np.allclose(x, a / 255.0)
 
 
+def test_auto_invert_keeps_a_light_garment_on_black():
+    light_on_black = np.zeros((40, 40), np.uint8)
+    light_on_black[10:30, 15:25] = 230
+    assert not needs_inversion(light_on_black / 255.0)
+    x = load_image(_png(light_on_black))
+    assert x[14, 14] == pytest.approx(230 / 255) and x[0, 0] == 0.0
+    assert load_image(_png(light_on_black), invert="yes")[0, 0] == pytest.approx(1.0)
+
+
 def test_auto_invert_follows_the_border():
     dark_on_white = np.full((40, 40), 255, np.uint8)
     dark_on_white[10:30, 15:25] = 0
@@ -43,12 +52,42 @@ def test_aspect_ratio_is_kept_and_the_image_centred():
     assert np.nonzero(x.max(1) > 0.1)[0].size >= 26
 
 
-@pytest.mark.parametrize("mode", ["RGB", "RGBA", "P", "I;16", "1", "LA"])
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "P", "1", "LA"])
 def test_any_colour_mode(mode):
-    a = np.zeros((30, 30), np.uint8)
+    a = np.zeros((28, 28), np.uint8)
     a[8:22, 8:22] = 255
     x = load_image(_png(a, mode))
-    assert x.shape == (28, 28) and x.min() >= 0 and x.max() <= 1 and x.max() > 0.5
+    assert x.shape == (28, 28) and x.dtype == np.float32
+    assert np.array_equal(x, a / 255.0)  # a white square on black, whatever the storage
+
+
+def test_sixteen_bit_grayscale_uses_the_full_range():
+    a = np.zeros((28, 28), np.uint16)
+    a[8:22, 8:22] = 65535
+    a[0, 5] = 32768
+    image = Image.open(io.BytesIO(_png(a)))
+    assert image.mode.startswith("I;16")
+    x = load_image(_png(a))
+    assert x[10, 10] == 1.0 and x[0, 5] == pytest.approx(0.5, abs=1e-4) and x[0, 0] == 0.0
+
+
+def test_transparent_background_counts_as_background():
+    rgba = np.zeros((28, 28, 4), np.uint8)  # fully transparent ...
+    rgba[8:22, 8:22] = (0, 0, 0, 255)  # ... around an opaque black square
+    x = load_image(_png(rgba))
+    assert x[10, 10] == 1.0 and x[0, 0] == 0.0  # on white, then auto-inverted: light on black
+
+
+def test_exif_rotation_is_applied():
+    wide = np.zeros((20, 40), np.uint8)
+    wide[:, :] = 200
+    buffer = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees to display
+    Image.fromarray(wide).save(buffer, format="JPEG", exif=exif)
+    x = load_image(buffer.getvalue(), invert="no")
+    assert np.nonzero(x.max(0) > 0.1)[0].size == 14  # displayed tall: 14 columns, 28 rows
+    assert np.nonzero(x.max(1) > 0.1)[0].size == 28
 
 
 def test_bad_inputs_are_input_errors(tmp_path):

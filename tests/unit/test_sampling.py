@@ -31,3 +31,29 @@ def test_frechet_distance_matches_scipy_sqrtm():
     expected = ((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(sa + sb - 2 * linalg.sqrtm(sa @ sb).real)
     assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-6)
     assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_bundle_samplers_reproduce_scikit_learn_from_the_pickle_free_arrays(tmp_path):
+    """Fit real PCA and KernelDensity objects, store them as samplers.npz says, and sample through
+    Model: the same seed gives scikit-learn's samples, for both KDE samplers."""
+    from fmnist.serve.inference import Model
+    from tests.toybundle import build_toy_bundle
+
+    latents = np.random.default_rng(3).normal(size=(150, 5)) * [3.0, 1.0, 0.5, 0.2, 0.1]
+    pca = PCA(2).fit(latents)
+    kde_pca = KernelDensity(kernel="gaussian", bandwidth=0.3).fit(pca.transform(latents[:80]))
+    kde_latent = KernelDensity(kernel="gaussian", bandwidth=0.2).fit(latents[:80])
+    arrays = {
+        "pca_mean": pca.mean_,
+        "pca_components": pca.components_,
+        "kde_pca_points": np.asarray(kde_pca.tree_.data),
+        "kde_pca_bandwidth": kde_pca.bandwidth_,
+        "kde_latent_points": np.asarray(kde_latent.tree_.data),
+        "kde_latent_bandwidth": kde_latent.bandwidth_,
+    }
+    model = Model(build_toy_bundle(tmp_path / "b", samplers=arrays), provider="cpu")
+    for seed in (0, 11):
+        assert np.array_equal(model.sample_latents(40, "kde", seed), kde_latent.sample(40, random_state=seed))
+        want = pca.inverse_transform(kde_pca.sample(40, random_state=seed))
+        assert np.allclose(model.sample_latents(40, "kde-pca", seed), want, rtol=0, atol=1e-12)
+    assert not np.array_equal(model.sample_latents(40, "kde", 0), model.sample_latents(40, "kde", 1))

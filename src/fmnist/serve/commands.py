@@ -24,7 +24,15 @@ Artifacts = Annotated[
         help="Bundle folder. (default: ./artifacts if it holds a bundle, else the bundled model)",
     ),
 ]
-Provider = Annotated[str, typer.Option("--provider", help="onnxruntime provider: auto (CUDA if available), cpu, cuda.")]
+Provider = Annotated[
+    str,
+    typer.Option(
+        "--provider",
+        help="onnxruntime provider: auto (CUDA when this onnxruntime has it, else the CPU without a word), "
+        "cpu, or cuda (the CPU with a one-line notice when CUDA is missing). A CUDA provider that fails "
+        "to start also falls back to the CPU with a notice.",
+    ),
+]
 Invert = Annotated[
     str,
     typer.Option("--invert", help="Invert to light-on-dark: auto (from the border pixels), yes, no."),
@@ -60,13 +68,24 @@ def _load_all(paths: list[Path], invert: str):
     return good, np.stack(images), errors
 
 
+def _output_file(out: Path, suffixes: tuple[str, ...]) -> Path:
+    """Check an --out file path before any work is done, so a bad one costs nothing."""
+    if out.suffix.lower() not in suffixes:
+        raise InputError(f"--out {out}: give a {' or a '.join(suffixes)} path")
+    if not out.parent.is_dir():
+        raise InputError(f"--out {out}: folder {out.parent} does not exist")
+    if out.is_dir():
+        raise InputError(f"--out {out} is a folder; give a file name")
+    return out
+
+
 def _finish(errors: list[str]) -> None:
     if errors:
         raise typer.Exit(1)
 
 
 def generate(
-    n: Annotated[int, typer.Option("--n", help="How many images (1 to 10,000).")] = 16,
+    n: Annotated[int, typer.Option("--n", help="How many images, 1 to 10,000.")] = 16,
     sampler: Annotated[
         str,
         typer.Option(
@@ -89,18 +108,21 @@ def generate(
     """Generate new garments from the bundle's latent samplers."""
     import numpy as np
 
-    from fmnist.serve.images import png_bytes, to_png, to_uint8
+    from fmnist.serve.images import IMAGE_SUFFIXES, png_bytes, to_png, to_uint8
     from fmnist.serve.inference import check_generate
 
     check_generate(n, sampler)
+    folder = out.suffix.lower() not in (".png", ".npy")
+    if folder and (out.suffix.lower() in IMAGE_SUFFIXES or (out.exists() and not out.is_dir())):
+        raise InputError(f"--out {out}: give a .png (one grid), a .npy or a folder")
+    if not folder:
+        _output_file(out, (".png", ".npy"))
     images = _model(artifacts, provider).generate(n, sampler, seed)
     if out.suffix.lower() == ".png":
         out.write_bytes(to_png(images))
     elif out.suffix.lower() == ".npy":
         np.save(out, images.astype(np.float32))
     else:
-        if out.exists() and not out.is_dir():
-            raise InputError(f"--out {out} is a file; give a .png, a .npy or a folder")
         out.mkdir(parents=True, exist_ok=True)
         for i, img in enumerate(to_uint8(images)):
             (out / f"sample-{i:05d}.png").write_bytes(png_bytes(img))
@@ -109,36 +131,32 @@ def generate(
 
 def classify(
     images: Images,
-    top_k: Annotated[int, typer.Option("--top-k", min=1, max=10, help="Classes to show per image.")] = 1,
+    top_k: Annotated[int, typer.Option("--top-k", help="Classes to show per image, most likely first (1 to 10).")] = 1,
     as_json: Annotated[
-        bool, typer.Option("--json", help='Print one JSON array of {"path", "label", "class", "probability"}.')
+        bool,
+        typer.Option(
+            "--json",
+            help='Print one JSON array of {"path", "label", "class", "probability"} (with --top-k > 1 also "top_k").',
+        ),
     ] = False,
     invert: Invert = "auto",
     artifacts: Artifacts = None,
     provider: Provider = "auto",
 ) -> None:
     """Classify images: the garment class and its probability."""
+    from fmnist.serve.inference import top_classes
+
+    if not 1 <= top_k <= 10:
+        raise InputError(f"--top-k must be between 1 and 10, not {top_k}")
     model = _model(artifacts, provider)
     paths, batch, errors = _load_all(images, invert)
-    probabilities = model.classify(batch)
     rows = []
-    for path, p in zip(paths, probabilities, strict=True):
-        order = p.argsort()[::-1][:top_k]
-        row = {
-            "path": str(path),
-            "label": int(order[0]),
-            "class": model.class_names[order[0]],
-            "probability": float(p[order[0]]),
-        }
-        if top_k > 1:
-            row["top_k"] = [{"label": int(k), "class": model.class_names[k], "probability": float(p[k])} for k in order]
-        rows.append(row)
+    for path, ranked in zip(paths, top_classes(model.classify(batch), model.class_names, top_k), strict=True):
+        rows.append({"path": str(path), **ranked[0], **({"top_k": ranked} if top_k > 1 else {})})
+        if not as_json:
+            typer.echo(f"{path}: " + ", ".join(f"{c['class']} {c['probability']:.3f}" for c in ranked))
     if as_json:
         typer.echo(json.dumps(rows))
-    else:
-        for row, p in zip(rows, probabilities, strict=True):
-            ranked = p.argsort()[::-1][:top_k]
-            typer.echo(f"{row['path']}: " + ", ".join(f"{model.class_names[k]} {p[k]:.3f}" for k in ranked))
     _finish(errors)
 
 
@@ -156,6 +174,7 @@ def reconstruct(
 
     from fmnist.serve.images import to_png
 
+    _output_file(out, (".png",))
     model = _model(artifacts, provider)
     paths, batch, errors = _load_all(images, invert)
     recon = model.reconstruct(batch)
@@ -177,8 +196,8 @@ def encode(
     """Encode images to their latent vectors."""
     import numpy as np
 
-    if out is not None and out.suffix.lower() != ".npy":
-        raise InputError(f"--out {out}: give a .npy path")
+    if out is not None:
+        _output_file(out, (".npy",))
     model = _model(artifacts, provider)
     paths, batch, errors = _load_all(images, invert)
     latents = model.encode(batch)
@@ -217,9 +236,16 @@ def evaluate(
     typer.echo(f"bundle {model.folder} on {result['test_images']} test images")
     typer.echo(f"  reconstruction MSE   {result['reconstruction_mse']:.5f}")
     typer.echo(f"  classifier accuracy  {result['classifier_accuracy']:.4f}")
+    per_class = result["per_class_accuracy"]
+    per_class = ", ".join(f"{name} {a:.3f}" for name, a in per_class.items() if a is not None)
+    typer.echo(f"  per class            {per_class}")
     typer.echo(f"  VAE ELBO             {result['vae_elbo']:.1f} nats/image")
     for name, s in result["samplers"].items():
-        typer.echo(f"  {name:8s} Frechet {s['frechet_distance']:.2f}, mean top-class p {s['mean_top_probability']:.3f}")
+        spread = ", ".join(f"{c} {f:.0%}" for c, f in s["class_spread"].items())
+        typer.echo(
+            f"  {name:8s} Frechet {s['frechet_distance']:.3f}, mean top-class p "
+            f"{s['mean_top_probability']:.3f}; classes: {spread}"
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 from pathlib import Path
 
 import numpy as np
@@ -13,21 +14,35 @@ from fmnist.serve.inference import SAMPLERS, Model, frechet_distance
 GENERATED = 2000  # images per sampler for the sample-quality figures
 
 
-def _read_idx(path: Path, magic: int, header: int) -> np.ndarray:
+def read_idx(path: Path) -> np.ndarray:
+    """An idx file of unsigned bytes (``path`` or ``path.gz``) as a uint8 array of its shape.
+
+    Format: 0, 0, type 0x08, ndim, then ndim big-endian uint32 sizes, then the data.
+    """
     for candidate in (path, path.with_name(path.name + ".gz")):
         if candidate.is_file():
-            raw = (gzip.open if candidate.suffix == ".gz" else open)(candidate, "rb").read()
-            if int.from_bytes(raw[:4], "big") != magic:
-                raise DataError(f"{candidate}: not an idx file (bad magic number)")
-            return np.frombuffer(raw, dtype=np.uint8, offset=header)
+            try:
+                raw = (gzip.open if candidate.suffix == ".gz" else open)(candidate, "rb").read()
+            except (OSError, EOFError) as e:
+                raise DataError(f"{candidate}: cannot be read ({e})") from None
+            if len(raw) < 4 or raw[:3] != b"\x00\x00\x08":
+                raise DataError(f"{candidate}: not an idx file of bytes (bad magic number)")
+            ndim = raw[3]
+            shape = tuple(int.from_bytes(raw[4 + 4 * k : 8 + 4 * k], "big") for k in range(ndim))
+            data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+            if data.size != math.prod(shape):
+                raise DataError(f"{candidate}: holds {data.size} bytes of data, its header says {shape}")
+            return data.reshape(shape)
     raise DataError(f"{path} not found: point --data-dir or $FMNIST_DATA at the folder holding FashionMNIST/raw")
 
 
 def load_test_set(root: Path) -> tuple[np.ndarray, np.ndarray]:
     """The official test split: float32 images (10000, 28, 28) in [0, 1] and int64 labels."""
     raw = Path(root) / "FashionMNIST" / "raw"
-    images = _read_idx(raw / "t10k-images-idx3-ubyte", 2051, 16).reshape(-1, 28, 28)
-    labels = _read_idx(raw / "t10k-labels-idx1-ubyte", 2049, 8).astype(np.int64)
+    images = read_idx(raw / "t10k-images-idx3-ubyte")
+    labels = read_idx(raw / "t10k-labels-idx1-ubyte").astype(np.int64)
+    if images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
+        raise DataError(f"{raw}: test images {images.shape} and labels {labels.shape} do not match")
     return images.astype(np.float32) / 255.0, labels
 
 
@@ -46,7 +61,8 @@ def evaluate(model: Model, images: np.ndarray, labels: np.ndarray, seed: int = 0
     recon = model.reconstruct(images)
     _, probabilities, features = model.run("classifier", images[:, None])
     predicted = probabilities.argmax(1)
-    per_class = [float((predicted[labels == k] == k).mean()) for k in range(10)]
+    # None for a class with no test images (only in a cut-down test set)
+    per_class = [float((predicted[labels == k] == k).mean()) if (labels == k).any() else None for k in range(10)]
     return {
         "reconstruction_mse": float(((recon - images) ** 2).mean()),
         "classifier_accuracy": float((predicted == labels).mean()),

@@ -16,7 +16,7 @@ SIZE = 28
 
 
 def _open(source):
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     name = "upload" if isinstance(source, bytes | bytearray) else str(source)
     try:
@@ -26,22 +26,26 @@ def _open(source):
         raise InputError(f"{name}: no such file") from None
     except IsADirectoryError:
         raise InputError(f"{name}: is a folder, not an image") from None
+    except PermissionError:
+        raise InputError(f"{name}: permission denied") from None
     except UnidentifiedImageError:
         raise InputError(f"{name}: not an image Pillow can read") from None
     except Image.DecompressionBombError:
         raise InputError(f"{name}: too many pixels to decode safely (a decompression bomb?)") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise InputError(f"{name}: damaged or truncated image ({e})") from None
-    return image
+    return ImageOps.exif_transpose(image)  # photos are often stored sideways with an EXIF tag
 
 
 def to_gray(image) -> np.ndarray:
     """Any Pillow mode -> float32 (H, W) in [0, 1]; transparency is composited on white."""
     from PIL import Image
 
-    if image.mode in ("I", "F") or image.mode.startswith("I;"):
+    if image.mode.startswith("I;16"):  # 16-bit grayscale (PNG, TIFF)
+        return np.asarray(image, dtype=np.float32) / 65535.0
+    if image.mode in ("I", "F"):  # 32-bit integers or floats: scale by the range the values use
         a = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if a.max() > 255 else 255.0
+        top = 1.0 if image.mode == "F" and a.max() <= 1 else 255.0 if a.max() <= 255 else 65535.0
         return np.clip(a / top, 0, 1).astype(np.float32)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")

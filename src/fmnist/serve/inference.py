@@ -8,6 +8,7 @@ latents (N, d). Sessions are created on first use, so a command loads only the g
 from __future__ import annotations
 
 import math
+import os
 import sys
 import threading
 from pathlib import Path
@@ -15,30 +16,59 @@ from pathlib import Path
 import numpy as np
 
 from fmnist import artifacts
-from fmnist.errors import InputError
+from fmnist.errors import BundleError, InputError
 
 SAMPLERS = ("kde", "kde-pca", "vae")
 DEFAULT_SAMPLER = "kde"
 MAX_GENERATE = 10_000
 BATCH = 512  # images per onnxruntime call
 PROVIDERS = ("auto", "cpu", "cuda")
+THREADS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
 LOG_2PI = math.log(2 * math.pi)
 
 
+def notice(message: str) -> None:
+    """One line on stderr that does not stop the command."""
+    print(f"fmnist: notice: {message}", file=sys.stderr)
+
+
+def first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def choose_providers(provider: str) -> list[str]:
-    """onnxruntime providers for auto|cpu|cuda; auto prefers CUDA when this onnxruntime has it."""
+    """onnxruntime providers, by precedence, for ``--provider auto|cpu|cuda``.
+
+    auto takes CUDA when this onnxruntime offers it and is silent otherwise (a CPU-only install is
+    the normal case); cuda without a CUDA provider falls back to the CPU with a notice. A CUDA
+    provider that is offered but fails to start gets its notice in Model.session.
+    """
     import onnxruntime as ort
 
     if provider not in PROVIDERS:
         raise InputError(f"--provider must be one of {', '.join(PROVIDERS)}, not {provider!r}")
-    has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
-    if provider == "cuda" and not has_cuda:
-        raise InputError("--provider cuda: this onnxruntime has no CUDA provider (pip install onnxruntime-gpu)")
-    if provider == "cpu" or not has_cuda:
-        if provider == "auto" and Path("/proc/driver/nvidia").exists():
-            print("fmnist: GPU present but onnxruntime has no CUDA provider; using the CPU", file=sys.stderr)
-        return ["CPUExecutionProvider"]
-    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if provider != "cpu" and CUDA in ort.get_available_providers():
+        return [CUDA, CPU]
+    if provider == "cuda":
+        notice("--provider cuda: this onnxruntime has no CUDA provider (pip install onnxruntime-gpu); using the CPU")
+    return [CPU]
+
+
+def session_options(threads: int | None = None):
+    """For a small box shared with other jobs: a few intra-op threads that sleep rather than spin
+    when idle, operators run one after another (the graphs are chains), all graph optimisations."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only; warnings are not the user's business
+    options.intra_op_num_threads = threads or THREADS
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
 
 
 def kde_sample(points: np.ndarray, bandwidth: float, n: int, seed: int) -> np.ndarray:
@@ -58,7 +88,17 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     w, v = np.linalg.eigh(sa)
     root_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
     cross = np.sqrt(np.clip(np.linalg.eigvalsh(root_a @ sb @ root_a), 0, None)).sum()
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(sa) + np.trace(sb) - 2 * cross)
+    return max(0.0, float(((mu_a - mu_b) ** 2).sum() + np.trace(sa) + np.trace(sb) - 2 * cross))
+
+
+def top_classes(probabilities: np.ndarray, class_names: list[str], k: int = 1) -> list[list[dict]]:
+    """(N, 10) probabilities -> per image the ``k`` likeliest {"label", "class", "probability"},
+    most likely first; ties go to the lower label, as with argmax."""
+    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+    return [
+        [{"label": int(j), "class": class_names[j], "probability": float(p[j])} for j in row]
+        for p, row in zip(probabilities, order, strict=True)
+    ]
 
 
 def as_images(images: np.ndarray) -> np.ndarray:
@@ -72,10 +112,12 @@ def as_images(images: np.ndarray) -> np.ndarray:
 
 
 class Model:
+    """One verified bundle; its sessions are created on first use and shared by all threads."""
+
     def __init__(self, folder: Path | str | None = None, provider: str = "auto", threads: int | None = None) -> None:
         """Verify the bundle (hashes, format) and prepare sessions lazily. ``folder`` None means
         ``artifacts.resolve_bundle_dir(None)``. ``threads`` caps onnxruntime's threads per call
-        (None: its default); a server running many requests at once wants 1. Raises BundleError /
+        (None: THREADS, at most 4); a server running many requests at once wants 1. Raises BundleError /
         InputError (one line)."""
         self.threads = threads
         self.folder = artifacts.resolve_bundle_dir(folder)
@@ -89,22 +131,36 @@ class Model:
         self._samplers: dict[str, np.ndarray] | None = None
 
     def session(self, name: str):
+        """The onnxruntime session of graph ``name``, created on first use (thread-safe)."""
         with self._lock:
             if name not in self._sessions:
-                import onnxruntime as ort
-
-                options = ort.SessionOptions()
-                options.log_severity_level = 3
-                if self.threads is not None:
-                    options.intra_op_num_threads = self.threads
-                    options.inter_op_num_threads = 1
-                self._sessions[name] = ort.InferenceSession(
-                    str(self.folder / artifacts.GRAPHS[name]), options, providers=self.providers
-                )
+                self._sessions[name] = self._create_session(self.folder / artifacts.GRAPHS[name])
             return self._sessions[name]
+
+    def _create_session(self, path: Path):
+        import onnxruntime as ort
+
+        error = None
+        if self.providers[0] == CUDA:
+            try:  # ort's own fallback prints a banner on stdout; ours is one line on stderr
+                session = ort.InferenceSession(
+                    str(path), session_options(self.threads), providers=self.providers, enable_fallback=0
+                )
+                if session.get_providers()[0] == CUDA:
+                    return session
+            except Exception as e:  # noqa: BLE001 (any EP failure: reported, then the CPU)
+                error = first_line(e)
+            notice(f"the CUDA provider failed to start ({error or 'not loaded'}); using the CPU")
+            self.providers, self.provider = [CPU], CPU
+        try:
+            return ort.InferenceSession(str(path), session_options(self.threads), providers=[CPU])
+        except Exception as e:  # noqa: BLE001 (hashes matched, so the graph itself is unusable)
+            raise BundleError(f"bundle file {path} cannot be loaded by onnxruntime ({first_line(e)})") from None
 
     def run(self, name: str, array: np.ndarray) -> list[np.ndarray]:
         """All outputs of graph ``name`` on ``array``, in batches of BATCH along the first axis."""
+        if len(array) == 0:
+            raise InputError("no images or latents to run the model on")
         session = self.session(name)
         input_name = session.get_inputs()[0].name
         parts = [session.run(None, {input_name: array[i : i + BATCH]}) for i in range(0, len(array), BATCH)]
@@ -135,10 +191,11 @@ class Model:
         return mean, logvar
 
     def sampler_arrays(self) -> dict[str, np.ndarray]:
-        if self._samplers is None:
-            with np.load(self.folder / artifacts.SAMPLERS_NPZ, allow_pickle=False) as f:
-                self._samplers = {k: f[k] for k in f.files}
-        return self._samplers
+        with self._lock:
+            if self._samplers is None:
+                with np.load(self.folder / artifacts.SAMPLERS_NPZ, allow_pickle=False) as f:
+                    self._samplers = {k: f[k] for k in f.files}
+            return self._samplers
 
     def sample_latents(self, n: int, sampler: str = DEFAULT_SAMPLER, seed: int = 0) -> np.ndarray:
         check_generate(n, sampler)
