@@ -31,7 +31,8 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option(
                 "--artifacts",
-                help="Bundle folder. (default: $FMNIST_ARTIFACTS, else ./artifacts if it holds a bundle, else the bundled one)",
+                help="Bundle folder. (default: $FMNIST_ARTIFACTS, else ./artifacts if it holds a bundle, "
+                "else the bundled one)",
             ),
         ] = None,
         provider: Annotated[str, typer.Option("--provider", help="onnxruntime provider: auto, cpu or cuda.")] = "auto",
