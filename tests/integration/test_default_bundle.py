@@ -33,11 +33,14 @@ def test_default_bundle_is_used_when_nothing_else_is_given(clean_cwd):
     assert artifacts.resolve_bundle_dir(None) == DEFAULT
 
 
-def test_default_bundle_meets_the_issue_targets():
+def test_default_bundle_meets_the_ae_and_classifier_targets():
     metrics = artifacts.load_manifest(DEFAULT)["metrics"]
     assert metrics["reconstruction_mse"] <= 0.0152  # the seed's test MSE at d=8
     assert metrics["classifier_accuracy"] >= 0.83  # the seed's frozen-encoder accuracy
-    assert metrics["vae_elbo"] >= 459  # the seed's test ELBO, nats per image
+
+
+def test_default_bundle_meets_the_vae_target():
+    assert artifacts.load_manifest(DEFAULT)["metrics"]["vae_elbo"] >= 459  # the seed's test ELBO, nats/image
 
 
 def test_generate_and_classify_work_right_after_installing(clean_cwd, data_dir):
@@ -45,9 +48,11 @@ def test_generate_and_classify_work_right_after_installing(clean_cwd, data_dir):
     assert result.exit_code == 0, result.output
     assert Image.open(clean_cwd / "samples.png").size == (122, 122)
     images, labels = load_test_set(data_dir)
+    folder = clean_cwd / "test-images"
+    folder.mkdir()
     for i in range(20):
-        Image.fromarray((images[i] * 255).round().astype(np.uint8)).save(clean_cwd / f"{i:02d}.png")
-    rows = json.loads(CliRunner().invoke(app, ["classify", str(clean_cwd), "--json"]).stdout)
+        Image.fromarray((images[i] * 255).round().astype(np.uint8)).save(folder / f"{i:02d}.png")
+    rows = json.loads(CliRunner().invoke(app, ["classify", str(folder), "--json"]).stdout)
     assert sum(r["label"] == y for r, y in zip(rows, labels[:20], strict=True)) >= 15
 
 
