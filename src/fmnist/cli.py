@@ -10,6 +10,7 @@ import typer
 
 from fmnist.config import DEFAULTS, MODELS
 from fmnist.errors import ConfigError, report_errors
+from fmnist.training.search_space import HEARTBEAT_S, PRUNERS, SEARCHED, TARGETS, TUNE_EPOCHS
 
 app = typer.Typer(
     help="Train autoencoders on Fashion-MNIST and serve them as framework-free ONNX artifacts.",
@@ -60,6 +61,18 @@ Download = Annotated[
     bool,
     typer.Option("--download/--no-download", help="Download Fashion-MNIST if it is not in the data folder."),
 ]
+Unfreeze = Annotated[
+    bool | None,
+    typer.Option(
+        "--unfreeze/--freeze", help="Fine-tune the encoder end to end (encoder lr scaled down). (default: freeze)"
+    ),
+]
+Params = Annotated[
+    Path | None, typer.Option("--params", help="JSON of hyper-parameters (e.g. from `fmnist tune`); flags win.")
+]
+Accelerator = Annotated[str, typer.Option("--accelerator", help="Lightning accelerator: cpu, gpu, auto...")]
+Precision = Annotated[str | None, typer.Option("--precision", help="Lightning precision: 32, bf16-mixed, ...")]
+Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
 
 
 def _version(value: bool) -> None:
@@ -106,38 +119,48 @@ def train(
     head_width: Annotated[
         int | None, typer.Option("--head-width", help=f"Classifier hidden width h. {_d('head_width')}")
     ] = None,
-    unfreeze: Annotated[
-        bool | None,
-        typer.Option(
-            "--unfreeze/--freeze", help="Fine-tune the encoder end to end (encoder lr scaled down). (default: freeze)"
-        ),
-    ] = None,
+    unfreeze: Unfreeze = None,
     iw_samples: Annotated[
         int | None, typer.Option("--iw-samples", help=f"Importance samples for the VAE's log p(x). {_d('iw_samples')}")
     ] = None,
-    params: Annotated[
-        Path | None, typer.Option("--params", help="JSON of hyper-parameters (e.g. from `fmnist tune`); flags win.")
+    params: Params = None,
+    from_study: Annotated[
+        bool,
+        typer.Option(
+            "--from-study", help="Hyper-parameters of the best trial in --storage (`fmnist tune`); flags win."
+        ),
+    ] = False,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            "--storage",
+            help="Study storage for --from-study: a SQLAlchemy URL (sqlite:///study.db, postgresql://...), "
+            "a SQLite file, or a `fmnist tune` run folder (its study.db).",
+        ),
+    ] = None,
+    study_name: Annotated[
+        str | None, typer.Option("--study-name", help="Study for --from-study. (default: the storage's only one)")
     ] = None,
     ae_run: Annotated[
         Path | None, typer.Option("--ae-run", help="Run folder whose AE the classifier uses. (default: this run's)")
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --run-dir from its last.ckpt.")] = False,
     download: Download = True,
-    accelerator: Annotated[
-        str, typer.Option("--accelerator", help="Lightning accelerator: cpu, gpu, auto...")
-    ] = "auto",
+    accelerator: Accelerator = "auto",
     devices: Annotated[str, typer.Option("--devices", help="Lightning devices: a count, a list, or auto.")] = "auto",
     strategy: Annotated[str, typer.Option("--strategy", help="Lightning strategy: auto, ddp, ...")] = "auto",
-    precision: Annotated[
-        str | None, typer.Option("--precision", help="Lightning precision: 32, bf16-mixed, ...")
-    ] = None,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
+    precision: Precision = None,
+    progress: Progress = True,
 ) -> None:
     """Train the AE, the classifier on its frozen encoder, and the VAE (checkpoints, metrics CSV, summary)."""
     from fmnist.config import Config
     from fmnist.training.run import Hardware, train_models
 
     base = Config.from_json(params) if params else DEFAULTS
+    if from_study:
+        base = _study_config(params, storage, study_name)
+    elif storage is not None or study_name is not None:
+        raise ConfigError("--storage and --study-name choose the study for --from-study; add --from-study")
     overrides = dict(
         epochs=epochs,
         limit_train=limit_train,
@@ -164,6 +187,174 @@ def train(
         resume=resume,
         download=download,
         hardware=hardware,
+    )
+
+
+def _study_config(params: Path | None, storage: str | None, study_name: str | None):
+    """``train --from-study``: the Config of the study's best trial."""
+    from fmnist.config import Config
+
+    if params is not None:
+        raise ConfigError("--params and --from-study both give hyper-parameters: pick one")
+    if storage is None:
+        raise ConfigError("--from-study needs --storage: the study's database URL, SQLite file or tune run folder")
+    from fmnist.training.tuning import best_params, load_study
+
+    study = load_study(storage, study_name)
+    values = best_params(study)
+    typer.echo(f"hyper-parameters of study {study.study_name}, trial {study.best_trial.number}: {values}")
+    return Config.from_dict(values)
+
+
+def _range(name: str, target: str) -> typer.models.OptionInfo:
+    """A range flag whose default and help come from the search-space table."""
+    p = SEARCHED[name]
+    scale = "log scale" if p.log else "uniform"
+    return typer.Option(
+        p.flag,
+        metavar="LOW HIGH",
+        help=f"{name} range, {p.kind.__name__}, {scale}. (default: {p.bounds()})",
+        rich_help_panel=f"Search space: {target}",
+        show_default=False,
+    )
+
+
+TrialEpochs = Annotated[int | None, typer.Option("--epochs", help=f"Epochs per trial. (default: {TUNE_EPOCHS})")]
+
+
+@app.command()
+@report_errors
+def tune(
+    target: Annotated[
+        str, typer.Argument(metavar="TARGET", help="What to tune: ae or classifier.", show_default=False)
+    ],
+    trials: Annotated[
+        int | None,
+        typer.Option(
+            "--trials",
+            help="Trials this process runs, added to the study's. "
+            f"(default: {', '.join(f'{t} {spec.trials}' for t, spec in TARGETS.items())})",
+            rich_help_panel="Study",
+        ),
+    ] = None,
+    latent_dim_range: Annotated[tuple[int, int] | None, _range("latent_dim", "ae")] = None,
+    lr_range: Annotated[tuple[float, float] | None, _range("lr", "ae")] = None,
+    l1_range: Annotated[tuple[float, float] | None, _range("l1", "ae")] = None,
+    l2_range: Annotated[tuple[float, float] | None, _range("l2", "ae")] = None,
+    head_width_range: Annotated[tuple[int, int] | None, _range("head_width", "classifier")] = None,
+    ae_run: Annotated[
+        Path | None,
+        typer.Option(
+            "--ae-run",
+            help="Run folder whose AE encoder the classifier trials use (required).",
+            rich_help_panel="Search space: classifier",
+        ),
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            "--storage",
+            help="Optuna storage shared by every process tuning this study: a SQLAlchemy URL "
+            "(sqlite:///study.db, postgresql://user@host/db) or a SQLite file. (default: RUN/study.db)",
+            rich_help_panel="Study",
+        ),
+    ] = None,
+    study_name: Annotated[
+        str | None,
+        typer.Option(
+            "--study-name", help="Study to create or resume. (default: fmnist-TARGET)", rich_help_panel="Study"
+        ),
+    ] = None,
+    pruner: Annotated[
+        str,
+        typer.Option("--pruner", help=f"Stop poor trials early: {' or '.join(PRUNERS)}.", rich_help_panel="Study"),
+    ] = "median",
+    heartbeat: Annotated[
+        int,
+        typer.Option(
+            "--heartbeat",
+            help="Seconds between a trial's heartbeats; a RUNNING trial silent for twice this (its process "
+            "was killed) is marked failed.",
+            rich_help_panel="Study",
+        ),
+    ] = HEARTBEAT_S,
+    sampler_seed: Annotated[
+        int | None,
+        typer.Option(
+            "--sampler-seed",
+            help="Seed Optuna's TPE sampler (reproducible single-process studies; not for parallel ones).",
+            rich_help_panel="Study",
+        ),
+    ] = None,
+    plots: Annotated[
+        bool,
+        typer.Option(
+            "--plots/--no-plots",
+            help="Write the study's plots when done (one worker of many may skip them).",
+            rich_help_panel="Study",
+        ),
+    ] = True,
+    data_dir: DataDir = None,
+    run_dir: RunDir = None,
+    epochs: TrialEpochs = None,
+    limit_train: LimitTrain = None,
+    seed: Seed = None,
+    lr: Lr = None,
+    l1: L1 = None,
+    l2: L2 = None,
+    batch_size: BatchSize = None,
+    lr_schedule: LrSchedule = None,
+    unfreeze: Unfreeze = None,
+    params: Params = None,
+    download: Download = True,
+    accelerator: Accelerator = "auto",
+    precision: Precision = None,
+    progress: Progress = True,
+) -> None:
+    """Search hyper-parameters with Optuna; each trial is scored on the validation split, never the test set.
+
+    The study lives in --storage and is resumed when it exists; several processes or machines may share it.
+
+    RUN holds the trials' folders (trial-0003/), best_params.json and history, importances and slice PNGs.
+
+    Retrain the best: fmnist train --params RUN/best_params.json, or --from-study --storage RUN.
+    """
+    from fmnist.config import Config
+    from fmnist.training.run import Hardware
+    from fmnist.training.tuning import tune as run_tune
+
+    base = Config.from_json(params) if params else DEFAULTS
+    overrides = dict(
+        limit_train=limit_train,
+        seed=seed,
+        lr=lr,
+        l1=l1,
+        l2=l2,
+        batch_size=batch_size,
+        lr_schedule=lr_schedule,
+        unfreeze=unfreeze,
+        epochs=epochs,
+    )
+    ranges = dict(latent_dim=latent_dim_range, lr=lr_range, l1=l1_range, l2=l2_range, head_width=head_width_range)
+    run_tune(
+        target,
+        base,
+        overrides,
+        ranges,
+        trials=trials,
+        data_dir=data_dir,
+        run_dir=run_dir,
+        storage=storage,
+        study_name=study_name,
+        ae_run=ae_run,
+        pruner=pruner,
+        heartbeat=heartbeat,
+        sampler_seed=sampler_seed,
+        download=download,
+        # one device per trial: scale out with more `fmnist tune` processes on one --storage
+        hardware=Hardware(accelerator, 1, "auto", precision, progress),
+        plots=plots,
+        echo=typer.echo,
     )
 
 

@@ -81,7 +81,10 @@ def _devices(value: str | int) -> str | int:
     return int(value) if isinstance(value, str) and value.isdigit() else value
 
 
-def make_trainer(config: Config, folder: Path, module_cls, hardware: Hardware) -> L.Trainer:
+def make_trainer(
+    config: Config, folder: Path, module_cls, hardware: Hardware, callbacks: tuple[L.Callback, ...] = ()
+) -> L.Trainer:
+    """The Trainer every run uses; ``callbacks`` are extra ones (e.g. Optuna's pruning callback)."""
     checkpoint = L.pytorch.callbacks.ModelCheckpoint(
         dirpath=folder,
         filename="best",
@@ -96,7 +99,7 @@ def make_trainer(config: Config, folder: Path, module_cls, hardware: Hardware) -
         accelerator=hardware.accelerator,
         devices=_devices(hardware.devices),
         strategy=hardware.strategy,
-        callbacks=[MetricsCSV(folder / "metrics.csv"), EpochSeed(config.seed), checkpoint],
+        callbacks=[MetricsCSV(folder / "metrics.csv"), EpochSeed(config.seed), checkpoint, *callbacks],
         logger=False,
         enable_progress_bar=hardware.progress,
         enable_model_summary=False,
@@ -107,14 +110,20 @@ def make_trainer(config: Config, folder: Path, module_cls, hardware: Hardware) -
     )
 
 
-def _best_epoch(folder: Path, monitor: str, mode: str) -> tuple[int, float]:
+def best_row(folder: Path, monitor: str, mode: str) -> dict[str, float]:
+    """The metrics.csv row of the best epoch by ``monitor`` (the epoch best.ckpt holds), as numbers."""
     import csv
 
     with open(folder / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     pick = min if mode == "min" else max
     row = pick(rows, key=lambda r: float(r[monitor]))
-    return int(row["epoch"]), float(row[monitor])
+    return {k: int(v) if k == "epoch" else float(v) for k, v in row.items() if v != ""}
+
+
+def _best_epoch(folder: Path, monitor: str, mode: str) -> tuple[int, float]:
+    row = best_row(folder, monitor, mode)
+    return row["epoch"], row[monitor]
 
 
 def test_metrics(model_name: str, module, splits: data_mod.Splits, folder: Path) -> dict:
@@ -145,6 +154,31 @@ def _attach_encoder(module, ae_checkpoint: Path) -> None:
     module.model.encoder.load_state_dict(ae.model.encoder.state_dict())
 
 
+def fit_model(
+    model_name: str,
+    config: Config,
+    splits: data_mod.Splits,
+    folder: Path,
+    *,
+    ae_checkpoint: Path | None,
+    hardware: Hardware,
+    ckpt_path: str | None = None,
+    callbacks: tuple[L.Callback, ...] = (),
+) -> L.Trainer:
+    """Seed, build and fit one model in ``folder`` (the classifier starts from the AE's encoder);
+    shared by ``fmnist train`` and each ``fmnist tune`` trial."""
+    L.seed_everything(config.seed, verbose=False)
+    module_cls = MODULES[model_name]
+    module = module_cls(config.to_dict())
+    if model_name == "classifier" and ckpt_path is None:
+        _attach_encoder(module, ae_checkpoint)
+    trainer = make_trainer(config, folder, module_cls, hardware, callbacks)
+    trainer.fit(module, datamodule=InMemoryData(splits, config), ckpt_path=ckpt_path)
+    if trainer.interrupted:
+        raise KeyboardInterrupt
+    return trainer
+
+
 def train_one(
     model_name: str,
     config: Config,
@@ -160,18 +194,13 @@ def train_one(
     folder.mkdir(parents=True, exist_ok=True)
     last = folder / "last.ckpt"
     ckpt_path = str(last) if resume and last.is_file() else None
-    L.seed_everything(config.seed, verbose=False)
-    module_cls = MODULES[model_name]
-    module = module_cls(config.to_dict())
-    if model_name == "classifier" and ckpt_path is None:
-        _attach_encoder(module, ae_checkpoint)
-    trainer = make_trainer(config, folder, module_cls, hardware)
     start = time.perf_counter()
-    trainer.fit(module, datamodule=InMemoryData(splits, config), ckpt_path=ckpt_path)
-    if trainer.interrupted:
-        raise KeyboardInterrupt
+    trainer = fit_model(
+        model_name, config, splits, folder, ae_checkpoint=ae_checkpoint, ckpt_path=ckpt_path, hardware=hardware
+    )
     if not trainer.is_global_zero:
         return None
+    module_cls = MODULES[model_name]
     best = load_module(model_name, str(folder / "best.ckpt"))
     best_epoch, best_val = _best_epoch(folder, module_cls.monitor, module_cls.monitor_mode)
     summary = {
