@@ -19,7 +19,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from fmnist.config import Config
+from fmnist.config import Config, default_data_dir
 from fmnist.training import data, losses
 from fmnist.training.modules import AEModule
 from fmnist.training.run import Hardware, InMemoryData, make_trainer, quiet_lightning
@@ -60,7 +60,7 @@ def lightning_epochs(config: Config, splits: data.Splits, progress: bool) -> lis
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=data.default_data_dir())
+    parser.add_argument("--data-dir", type=Path, default=default_data_dir())
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--limit-train", type=int, default=None)
     parser.add_argument("--progress", action="store_true", help="with Lightning's progress bar")

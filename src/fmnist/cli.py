@@ -375,8 +375,8 @@ def export(
     ] = 5000,
 ) -> None:
     """Export a run's checkpoints to a bundle: ONNX graphs, PCA/KDE samplers, a manifest with hashes."""
+    from fmnist.config import default_data_dir
     from fmnist.export.bundle import export_bundle, latest_run
-    from fmnist.training.data import default_data_dir
 
     run = run_dir if run_dir is not None else latest_run()
     manifest = export_bundle(
@@ -426,8 +426,8 @@ def report(
     """Every figure of the study (curves, reconstructions, latents, samples, tuning) as PNGs plus report.html."""
     from fmnist.analysis.report import make_report
     from fmnist.artifacts import resolve_bundle_dir
+    from fmnist.config import default_data_dir
     from fmnist.export.bundle import latest_run
-    from fmnist.training.data import default_data_dir
 
     run = run_dir if run_dir is not None else latest_run()
     target = out if out is not None else run / "report"

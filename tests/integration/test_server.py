@@ -86,6 +86,19 @@ def counter(client: httpx.Client, route: str, method: str, status: int) -> float
 # --------------------------------------------------------------------------- routes
 
 
+def wait_ready(proc: subprocess.Popen, url: str, timeout: float) -> None:
+    """Poll /readyz until the server process answers 200; fail with its output if it dies or stalls."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read().decode()
+        time.sleep(0.1)
+
+
 def test_health_ready_and_model(client, fake):
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json() == {"status": "ready", "provider": "fake"}
@@ -422,15 +435,7 @@ def test_sigterm_drains_in_flight_requests_and_exits_cleanly():
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read().decode()
-            time.sleep(0.1)
+        wait_ready(proc, url, timeout=30)
         answer = {}
 
         def call():  # takes ~1 s: the fake model sleeps in classify
@@ -595,15 +600,7 @@ def test_fmnist_serve_with_two_workers_serves_and_stops_on_sigterm(tiny_bundle):
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read().decode()
-            time.sleep(0.2)
+        wait_ready(proc, url, timeout=60)
         with httpx.Client(base_url=url) as c:
             for i in range(8):
                 r = c.post("/v1/classify", files=[("file", (f"g{i}.png", garment_png(i)))])

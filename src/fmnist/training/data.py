@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 
-from fmnist.config import default_data_dir  # noqa: F401  (re-exported for the training side)
 from fmnist.errors import DataError
 
 DOWNLOAD_TIMEOUT_S = 30

@@ -11,7 +11,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from fmnist.config import Config
+from fmnist.config import Config, default_data_dir
 from fmnist.errors import ConfigError, DataError
 from fmnist.training import data as data_mod
 from fmnist.training import evaluate, figures
@@ -121,11 +121,6 @@ def best_row(folder: Path, monitor: str, mode: str) -> dict[str, float]:
     return {k: int(v) if k == "epoch" else float(v) for k, v in row.items() if v != ""}
 
 
-def _best_epoch(folder: Path, monitor: str, mode: str) -> tuple[int, float]:
-    row = best_row(folder, monitor, mode)
-    return row["epoch"], row[monitor]
-
-
 def test_metrics(model_name: str, module, splits: data_mod.Splits, folder: Path) -> dict:
     """Final metrics on the official test set, plus each model's figures in its folder."""
     model = module.model
@@ -202,11 +197,11 @@ def train_one(
         return None
     module_cls = MODULES[model_name]
     best = load_module(model_name, str(folder / "best.ckpt"))
-    best_epoch, best_val = _best_epoch(folder, module_cls.monitor, module_cls.monitor_mode)
+    row = best_row(folder, module_cls.monitor, module_cls.monitor_mode)
     summary = {
         "model": model_name,
-        "best_epoch": best_epoch,
-        module_cls.monitor: best_val,
+        "best_epoch": row["epoch"],
+        module_cls.monitor: row[module_cls.monitor],
         **test_metrics(model_name, best, splits, folder),
         "wall_time_s": round(time.perf_counter() - start, 2),
         "epochs": config.epochs,
@@ -242,7 +237,7 @@ def train_models(
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir()
     config = resolve_config(run_dir, base, overrides, resume)
     splits = data_mod.load_splits(
-        data_dir or data_mod.default_data_dir(),
+        data_dir or default_data_dir(),
         val_fraction=config.val_fraction,
         seed=config.seed,
         limit=config.limit_train,

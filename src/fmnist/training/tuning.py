@@ -24,7 +24,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from fmnist.config import Config
+from fmnist.config import Config, default_data_dir
 from fmnist.errors import ConfigError, DataError
 from fmnist.training import data as data_mod
 from fmnist.training import run
@@ -389,7 +389,7 @@ def tune(
         config = config.updated(**fixed)
     if data_dir is not None and not Path(data_dir).exists():
         raise DataError(f"--data-dir {data_dir} does not exist")
-    splits = validation_splits(data_dir or data_mod.default_data_dir(), config, download)
+    splits = validation_splits(data_dir or default_data_dir(), config, download)
 
     run_dir = Path(run_dir) if run_dir is not None else run.new_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
