@@ -30,7 +30,9 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fmnist"
 
 
-ARCHS = ("seed",)
+# seed: the seed's small network (50k parameters); wide: four times the channels with batch
+# norm (874k), for the end-to-end (--unfreeze) classifier target
+ARCHS = ("seed", "wide")
 LR_SCHEDULES = ("cosine", "constant")
 
 
@@ -53,7 +55,9 @@ class Config:
     # classifier head on the AE's encoder
     head_width: int = 126
     unfreeze: bool = False
-    encoder_lr_scale: float = 0.1  # encoder lr = lr * this, with --unfreeze
+    # encoder lr = lr * this, with --unfreeze; on the wide arch 0.1 reached 91.3% test accuracy,
+    # 0.3 reached 92.0% and 1.0 92.4% (README, "Measured numbers")
+    encoder_lr_scale: float = 0.3
     # VAE evaluation
     iw_samples: int = 100  # importance samples for the log p(x) estimate
 

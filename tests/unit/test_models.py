@@ -17,10 +17,27 @@ def test_seed_autoencoder_shapes_and_size():
     assert 49_000 < n_params < 51_000, n_params
 
 
-def test_vae_shapes():
-    vae = models.VAE(Config(latent_dim=3))
+@pytest.mark.parametrize("arch", ["seed", "wide"])
+def test_vae_shapes(arch):
+    vae = models.VAE(Config(latent_dim=3, arch=arch))
     recon, z, mu, logvar = vae(torch.rand(4, 1, 28, 28))
     assert recon.shape == (4, 1, 28, 28) and z.shape == mu.shape == logvar.shape == (4, 3)
+
+
+def test_wide_autoencoder_shapes_and_size():
+    ae = models.AutoEncoder(Config(latent_dim=8, arch="wide")).eval()
+    x = torch.rand(5, 1, 28, 28)
+    assert ae.encoder(x).shape == (5, 8)
+    out = ae(x)
+    assert out.shape == (5, 1, 28, 28) and out.min() >= 0 and out.max() <= 1
+    n_params = sum(p.numel() for p in ae.parameters())
+    assert 870_000 < n_params < 880_000, n_params
+
+
+def test_wide_classifier_is_built_on_the_wide_encoder():
+    clf = models.Classifier(Config(arch="wide", unfreeze=True))
+    assert clf(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in clf.encoder.modules())
 
 
 def test_vae_encoder_gets_gradient_from_the_reconstruction_term():
@@ -77,9 +94,10 @@ def test_ae_loss_separates_pure_mse_from_the_l1_penalty():
     assert loss0 is mse0
 
 
-def test_frozen_classifier_trains_only_its_head():
+@pytest.mark.parametrize("arch", ["seed", "wide"])
+def test_frozen_classifier_trains_only_its_head(arch):
     torch.manual_seed(0)
-    clf = models.Classifier(Config())
+    clf = models.Classifier(Config(arch=arch)).train()
     before = {k: v.clone() for k, v in clf.encoder.state_dict().items()}
     opt = torch.optim.Adam([p for p in clf.parameters() if p.requires_grad])
     for _ in range(3):

@@ -77,6 +77,18 @@ def resolve_config(run_dir: Path, base: Config, overrides: dict[str, Any], resum
     return saved
 
 
+ENCODER_SHAPE = ("latent_dim", "arch")
+
+
+def encoder_shape_of(ae_run: Path, overrides: dict[str, Any]) -> dict[str, Any]:
+    """A classifier on another run's AE takes that AE's latent size and architecture, unless flags
+    set them (a mismatch is then reported when the encoder is attached)."""
+    if not (ae_run / CONFIG_FILE).is_file():
+        return overrides
+    ae_config = Config.from_json(ae_run / CONFIG_FILE)
+    return {**overrides, **{k: getattr(ae_config, k) for k in ENCODER_SHAPE if overrides.get(k) is None}}
+
+
 def _devices(value: str | int) -> str | int:
     return int(value) if isinstance(value, str) and value.isdigit() else value
 
@@ -235,6 +247,8 @@ def train_models(
     if data_dir is not None and not Path(data_dir).exists():
         raise DataError(f"--data-dir {data_dir} does not exist")
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir()
+    if ae_run is not None and "ae" not in models and not resume:
+        overrides = encoder_shape_of(Path(ae_run), overrides)
     config = resolve_config(run_dir, base, overrides, resume)
     splits = data_mod.load_splits(
         data_dir or default_data_dir(),
