@@ -1,6 +1,6 @@
 """Cold start of the inference commands, end to end, against `python -c "import torch"`.
 
-Each command runs as a fresh process, as a user types it (``python -m fmnist.cli`` is what the
+Each command runs as a fresh process, as a user types it (``python -m fmnist`` is what the
 ``fmnist`` script runs); each figure is the median wall time of ``--runs`` runs, all in one
 session so the ratios hold however busy the machine is. Targets: at most 0.5 s for
 ``fmnist classify one.png`` and ``fmnist generate --n 16``. The import rows show where the time
@@ -63,7 +63,7 @@ def main() -> None:
         folder, which = bundle(args.artifacts, tmp)
         image = tmp / "one.png"
         Image.fromarray(np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)).save(image)
-        fmnist = [*py, "-m", "fmnist.cli"]
+        fmnist = [*py, "-m", "fmnist"]
         b = ["--artifacts", str(folder)]
         commands = {
             'python -c "import torch"': [*py, "-c", "import torch"],

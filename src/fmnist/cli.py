@@ -458,7 +458,9 @@ _server.register(app)  # serve
 
 
 def main() -> None:
-    app()
+    from fmnist.__main__ import main as fmnist_main
+
+    fmnist_main()
 
 
 if __name__ == "__main__":

@@ -23,23 +23,28 @@ class InputError(FmnistError):
     """An input image, array or request parameter cannot be used."""
 
 
+def exit_code_of(error: FmnistError | KeyboardInterrupt) -> int:
+    """Report ``error`` as one line on stderr; the exit code: 2 for an FmnistError, 130 for Ctrl-C."""
+    import sys
+
+    if isinstance(error, KeyboardInterrupt):
+        print("fmnist: interrupted", file=sys.stderr)
+        return 130
+    print(f"fmnist: error: {error}", file=sys.stderr)
+    return error.exit_code
+
+
 def report_errors(command):
-    """Decorate a CLI command: an FmnistError becomes one line on stderr and exit code 2."""
+    """Decorate a Typer command: an FmnistError becomes one line on stderr and exit code 2."""
     import functools
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        import sys
-
         import typer
 
         try:
             return command(*args, **kwargs)
-        except FmnistError as e:
-            print(f"fmnist: error: {e}", file=sys.stderr)
-            raise typer.Exit(e.exit_code) from None
-        except KeyboardInterrupt:
-            print("fmnist: interrupted", file=sys.stderr)
-            raise typer.Exit(130) from None
+        except (FmnistError, KeyboardInterrupt) as e:
+            raise typer.Exit(exit_code_of(e)) from None
 
     return wrapper

@@ -313,3 +313,32 @@ def test_inference_commands_never_import_the_training_stack(toy_bundle, pngs, da
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "loaded: True True heavy: []"
+
+
+def test_the_fmnist_entry_point_runs_inference_without_typer(toy_bundle, pngs):
+    probe = (
+        "import sys\n"
+        "from fmnist.__main__ import main\n"
+        "try:\n"
+        f"    main(['classify', {str(pngs / 'top.png')!r}, '--json', '--artifacts', {str(toy_bundle)!r}])\n"
+        "except SystemExit as e:\n"
+        "    assert e.code == 0, e.code\n"
+        "slow = sorted(m for m in ('typer', 'click', 'pydantic', 'rich') if m in sys.modules)\n"
+        "print('slow:', slow)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert json.loads(lines[0])[0]["class"] == "T-shirt/top"
+    assert lines[-1] == "slow: []"
+
+
+def test_usage_errors_are_one_line_too(toy_bundle):
+    result = subprocess.run(
+        [sys.executable, "-m", "fmnist", "classify", "--top-k", "three", "x.png", "--artifacts", str(toy_bundle)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("fmnist: error: argument --top-k: invalid int value: 'three'")
+    assert result.stderr.count("\n") == 1
