@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 from pathlib import Path
@@ -15,13 +16,13 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 SIZE = 28
 
 
-def _open(source):
-    from PIL import Image, ImageOps, UnidentifiedImageError
+@contextlib.contextmanager
+def _reading(name: str):
+    """Pillow's errors while reading ``name`` -> one-line InputErrors."""
+    from PIL import Image, UnidentifiedImageError
 
-    name = "upload" if isinstance(source, bytes | bytearray) else str(source)
     try:
-        image = Image.open(io.BytesIO(source) if isinstance(source, bytes | bytearray) else source)
-        image.load()  # decode now: truncated files fail here, not later
+        yield
     except FileNotFoundError:
         raise InputError(f"{name}: no such file") from None
     except IsADirectoryError:
@@ -31,10 +32,34 @@ def _open(source):
     except UnidentifiedImageError:
         raise InputError(f"{name}: not an image Pillow can read") from None
     except Image.DecompressionBombError:
-        raise InputError(f"{name}: too many pixels to decode safely (a decompression bomb?)") from None
+        raise InputError(f"{name}: image of too many pixels to decode safely (a decompression bomb?)") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise InputError(f"{name}: damaged or truncated image ({e})") from None
-    return ImageOps.exif_transpose(image)  # photos are often stored sideways with an EXIF tag
+
+
+def _name(source) -> str:
+    return "upload" if isinstance(source, bytes | bytearray) else str(source)
+
+
+def open_image(source):
+    """Path or bytes -> a Pillow image whose header is read but whose pixels are not decoded yet
+    (so its size can be checked first)."""
+    from PIL import Image
+
+    with _reading(_name(source)):
+        return Image.open(io.BytesIO(source) if isinstance(source, bytes | bytearray) else source)
+
+
+def decode(image, name: str = "upload"):
+    """Decode now (a truncated file fails here, not later) and stand the image upright by its EXIF
+    orientation (photos are often stored sideways)."""
+    from PIL import ImageOps
+
+    with _reading(name):
+        image.load()
+    if "exif" in image.info or image.format == "TIFF":  # the only images with an orientation tag
+        image = ImageOps.exif_transpose(image)
+    return image
 
 
 def to_gray(image) -> np.ndarray:
@@ -90,7 +115,7 @@ def load_image(source, invert: str = "auto") -> np.ndarray:
 
     Raises InputError (one line) for missing, unreadable or truncated files.
     """
-    return preprocess(_open(source), invert)
+    return preprocess(decode(open_image(source), _name(source)), invert)
 
 
 def expand_inputs(paths: list[Path]) -> list[Path]:
