@@ -10,7 +10,9 @@ Runs, one after the other on a free port each:
 - ``workers2``: ``fmnist serve --workers 2``.
 
 For each it prints requests per second, p50 and p99 latency, the error count and, from
-``/metrics``, the mean batch size; then the ratios and the issue's targets. The load generator is
+``/metrics``, the mean batch size; every mode runs ``--rounds`` times, interleaved, and the
+medians over the rounds give the ratios and the verdict on the issue's targets (a p99 on a shared
+2-core machine moves by tens of ms from one run to the next). The load generator is
 lean (raw asyncio streams, a pre-built request, keep-alive) because it shares the CPU with the
 server. Usage::
 
@@ -250,6 +252,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=500, help="unmeasured requests first")
     parser.add_argument("--concurrency", type=int, default=64, help="concurrent keep-alive clients")
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {MODES}")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every mode; medians are reported")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--naive-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -262,15 +265,16 @@ def main() -> None:
         f"bundle: {bundle} ({kind}); {args.requests} requests after {args.warmup} warm-up, "
         f"{args.concurrency} clients, {os.cpu_count()} CPUs"
     )
-    results = {}
-    for mode in args.modes.split(","):
-        r = results[mode] = run_mode(mode, bundle, args)
-        batch = f"  mean batch {r['mean_batch']:.1f} ({r['batched_share']:.0%} of calls > 1)" if r["mean_batch"] else ""
-        print(
-            f"{mode:>9}: {r['rps']:7.0f} req/s  p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  "
-            f"errors {r['errors']}  server CPU {r['server_cpu_ms']:.2f} ms/req{batch}",
-            flush=True,
-        )
+    rounds: dict[str, list[dict]] = {mode: [] for mode in args.modes.split(",")}
+    for k in range(args.rounds):  # modes interleaved, so a drift in machine load touches them all
+        for mode in rounds:
+            r = run_mode(mode, bundle, args)
+            rounds[mode].append(r)
+            print(f"round {k + 1} {describe(r)}", flush=True)
+    results = {mode: summarise(runs) for mode, runs in rounds.items()}
+    print(f"median of {args.rounds} rounds (min to max):")
+    for r in results.values():
+        print(f"  {describe(r)}  [req/s {r['rps_range']}, p99 {r['p99_range']} ms]")
     rps = {m: r["rps"] for m, r in results.items()}
     if "on" in rps and "naive" in rps:
         print(f"batching on / naive: {rps['on'] / rps['naive']:.2f}x")
@@ -284,6 +288,25 @@ def main() -> None:
         print(f"target (on: >= 1000 req/s, p99 <= 100 ms, 0 errors): {'met' if ok else 'NOT met'}")
     if args.json:
         Path(args.json).write_text(json.dumps({"bundle": kind, "results": results}, indent=2))
+
+
+def describe(r: dict) -> str:
+    batch = f"  mean batch {r['mean_batch']:.1f} ({r['batched_share']:.0%} of calls > 1)" if r["mean_batch"] else ""
+    return (
+        f"{r['mode']:>9}: {r['rps']:7.0f} req/s  p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  "
+        f"errors {r['errors']}  server CPU {r['server_cpu_ms']:.2f} ms/req{batch}"
+    )
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Per-metric medians over the rounds (errors summed), with the rps and p99 ranges."""
+    out = {"mode": runs[0]["mode"], "rounds": runs, "errors": sum(r["errors"] for r in runs)}
+    for key in ("requests", "rps", "p50_ms", "p99_ms", "server_cpu_ms", "mean_batch", "batched_share"):
+        values = [r[key] for r in runs if r[key] is not None]
+        out[key] = float(np.median(values)) if values else None
+    out["rps_range"] = f"{min(r['rps'] for r in runs):.0f}-{max(r['rps'] for r in runs):.0f}"
+    out["p99_range"] = f"{min(r['p99_ms'] for r in runs):.0f}-{max(r['p99_ms'] for r in runs):.0f}"
+    return out
 
 
 def find_bundle(arg: str | None) -> tuple[str, str]:
