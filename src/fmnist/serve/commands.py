@@ -213,6 +213,10 @@ def _bundle_options(p: argparse.ArgumentParser, images: bool) -> None:
     )
 
 
+def _json_flag(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("--json", dest="as_json", action="store_true", help=help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from fmnist.serve.inference import MAX_GENERATE
 
@@ -239,12 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(classify, images=True)
     top_k_help = "classes to show per image, most likely first, 1 to 10 (default: 1)"
     p.add_argument("--top-k", type=int, default=1, help=top_k_help)
-    p.add_argument(
-        "--json",
-        dest="as_json",
-        action="store_true",
-        help='print one JSON array of {"path", "label", "class", "probability"} (with --top-k > 1 also "top_k")',
-    )
+    _json_flag(p, 'print one JSON array of {"path", "label", "class", "probability"} (with --top-k > 1 also "top_k")')
 
     p = command(reconstruct, images=True)
     p.add_argument(
@@ -255,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = command(encode, images=True)
-    p.add_argument("--json", dest="as_json", action="store_true", help='print a JSON array of {"path", "latent"}')
+    _json_flag(p, 'print a JSON array of {"path", "latent"}')
     p.add_argument("--out", type=Path, help="write the latents as a float32 .npy [N, d]")
 
     p = command(evaluate, images=False)
@@ -264,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="folder holding FashionMNIST/raw (default: $FMNIST_DATA, else ~/.cache/fmnist)",
     )
-    p.add_argument("--json", dest="as_json", action="store_true", help="print one JSON object")
+    _json_flag(p, "print one JSON object")
     p.add_argument("--seed", type=int, default=0, help="seed for the VAE noise and the samplers (default: 0)")
     return parser
 
