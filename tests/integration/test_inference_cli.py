@@ -342,3 +342,20 @@ def test_usage_errors_are_one_line_too(toy_bundle):
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.startswith("fmnist: error: argument --top-k: invalid int value: 'three'")
     assert result.stderr.count("\n") == 1
+
+
+def test_options_may_sit_between_the_image_paths(toy_bundle, pngs):
+    b = ["--artifacts", toy_bundle]
+    result = run_cli("classify", pngs / "top.png", "--top-k", "2", pngs / "bottom.png", "--json", *b)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [r["class"] for r in rows] == ["T-shirt/top", "Trouser"] and len(rows[0]["top_k"]) == 2
+
+
+def test_a_closed_pipe_ends_quietly(toy_bundle, pngs):
+    cmd = [sys.executable, "-m", "fmnist", "classify", str(pngs), "--json", "--artifacts", str(toy_bundle)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # like `| head -c 0`: the reader is gone before anything is written
+    stderr = proc.stderr.read().decode()
+    assert proc.wait() == 1
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr

@@ -50,6 +50,17 @@ def test_metrics_csv_has_one_row_per_epoch_and_the_loss_falls(tiny_run):
     assert float(rows[-1]["val_mse"]) < float(rows[0]["val_mse"])
 
 
+@pytest.mark.parametrize(("model", "monitor", "pick"), [("ae", "val_mse", min), ("classifier", "val_acc", max)])
+def test_best_checkpoint_is_the_best_validation_epoch(tiny_run, model, monitor, pick):
+    """The AE by validation MSE, the classifier by validation accuracy (not loss)."""
+    rows = read_csv(tiny_run / model / "metrics.csv")
+    best = pick(rows, key=lambda r: float(r[monitor]))
+    summary = json.loads((tiny_run / model / "summary.json").read_text())
+    assert summary["best_epoch"] == int(best["epoch"]) and summary[monitor] == pytest.approx(float(best[monitor]))
+    saved = torch.load(tiny_run / model / "best.ckpt", map_location="cpu", weights_only=False)
+    assert saved["epoch"] == int(best["epoch"])
+
+
 def test_checkpoint_reload_reproduces_the_test_metric(tiny_run, data_dir):
     from fmnist.training.data import load_official
     from fmnist.training.evaluate import ae_metrics

@@ -2,7 +2,7 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from fmnist.errors import InputError
 from fmnist.serve.images import expand_inputs, grid, load_image, needs_inversion, to_png
@@ -78,14 +78,27 @@ def test_transparent_background_counts_as_background():
     assert x[10, 10] == 1.0 and x[0, 0] == 0.0  # on white, then auto-inverted: light on black
 
 
-def test_exif_rotation_is_applied():
-    wide = np.zeros((20, 40), np.uint8)
-    wide[:, :] = 200
+def _sideways(fmt: str) -> bytes:
+    """A 20x40 (wide) image whose orientation tag (6: rotate to display) makes it tall."""
     buffer = io.BytesIO()
-    exif = Image.Exif()
-    exif[0x0112] = 6  # orientation: rotate 90 degrees to display
-    Image.fromarray(wide).save(buffer, format="JPEG", exif=exif)
-    x = load_image(buffer.getvalue(), invert="no")
+    image = Image.fromarray(np.full((20, 40), 200, np.uint8))
+    if fmt == "JPEG":
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        image.save(buffer, format="JPEG", exif=exif)
+    else:  # PNG with the orientation only in XMP, as some editors write it
+        xmp = '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        xmp += '<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/>'
+        xmp += "</rdf:RDF></x:xmpmeta>"
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", xmp)
+        image.save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG-XMP"])
+def test_exif_rotation_is_applied(fmt):
+    x = load_image(_sideways(fmt), invert="no")
     assert np.nonzero(x.max(0) > 0.1)[0].size == 14  # displayed tall: 14 columns, 28 rows
     assert np.nonzero(x.max(1) > 0.1)[0].size == 28
 

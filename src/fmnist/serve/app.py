@@ -327,6 +327,7 @@ def create_app(model_or_bundle_dir: Any = None, settings: Settings | None = None
         try:
             yield
         finally:
+            gc.unfreeze()  # an app embedded in a longer-lived process (tests) leaves it as it was
             state["ready"] = False
             for batcher in state["batchers"].values():
                 if isinstance(batcher, MicroBatcher):

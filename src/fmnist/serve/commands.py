@@ -9,7 +9,9 @@ lists them in the Typer app, which forwards its arguments here unchanged.
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -184,7 +186,7 @@ def evaluate(data_dir: Path | None, as_json: bool, seed: int, artifacts: Path | 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
         """A usage error is one line and exit code 2, like every other fmnist error."""
-        print(f"fmnist: error: {message} (see fmnist {self.prog.split()[-1]} --help)", file=sys.stderr)
+        print(f"fmnist: error: {message} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(2)
 
 
@@ -217,14 +219,14 @@ def _json_flag(p: argparse.ArgumentParser, help: str) -> None:
     p.add_argument("--json", dest="as_json", action="store_true", help=help)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(name: str) -> argparse.ArgumentParser:
+    """The parser of inference command ``name`` (one of COMMANDS)."""
     from fmnist.serve.inference import MAX_GENERATE
 
-    parser = _Parser(prog="fmnist", description="Inference from an artifact bundle (numpy, onnxruntime, Pillow).")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parsers = {}
 
     def command(func, images: bool) -> argparse.ArgumentParser:
-        p = sub.add_parser(func.__name__, help=func.__doc__, description=func.__doc__)
+        p = parsers[func.__name__] = _Parser(prog=f"fmnist {func.__name__}", description=func.__doc__)
         p.set_defaults(func=func)
         _bundle_options(p, images)
         return p
@@ -261,23 +263,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--data-dir",
         type=Path,
-        help="folder holding FashionMNIST/raw (default: $FMNIST_DATA, else ~/.cache/fmnist)",
+        help="folder holding FashionMNIST/raw (default: $FMNIST_DATA, else $XDG_CACHE_HOME/fmnist or ~/.cache/fmnist)",
     )
     _json_flag(p, "print one JSON object")
     p.add_argument("--seed", type=int, default=0, help="seed for the VAE noise and the samplers (default: 0)")
-    return parser
+    return parsers[name]
 
 
 def run(argv: list[str]) -> int:
-    """Parse and run one inference command; returns the exit code (argparse exits itself on --help
-    and on usage errors)."""
-    args = vars(build_parser().parse_args(argv))
+    """Parse and run one inference command, ``argv[0]`` in COMMANDS; returns the exit code
+    (argparse exits itself on --help and on usage errors)."""
+    # intermixed: options may sit between the image paths, as they could with click
+    args = vars(build_parser(argv[0]).parse_intermixed_args(argv[1:]))
     func = args.pop("func")
-    del args["command"]
     try:
-        return func(**args)
+        code = func(**args)
+        sys.stdout.flush()  # a closed pipe (| head) shows here, inside the try
+        return code
     except (FmnistError, KeyboardInterrupt) as e:
         return exit_code_of(e)
+    except BrokenPipeError:  # the reader went away: stop quietly, as click did
+        _silence_stdout()
+        return 1
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):  # not a real file (a test runner's capture)
+        pass
 
 
 def register(app) -> None:

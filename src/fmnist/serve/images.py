@@ -14,6 +14,9 @@ from fmnist.errors import InputError
 INVERT_CHOICES = ("auto", "yes", "no")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
 SIZE = 28
+# where Pillow's getexif() finds an orientation besides TIFF tags: EXIF (JPEG, WebP, PNG eXIf), an
+# ImageMagick PNG text chunk, XMP
+ORIENTATION_KEYS = {"exif", "Raw profile type exif", "xmp", "XML:com.adobe.xmp"}
 
 
 @contextlib.contextmanager
@@ -57,7 +60,7 @@ def decode(image, name: str = "upload"):
 
     with _reading(name):
         image.load()
-    if "exif" in image.info or image.format == "TIFF":  # the only images with an orientation tag
+    if image.format == "TIFF" or ORIENTATION_KEYS & image.info.keys():  # getexif() is slow: skip when absent
         image = ImageOps.exif_transpose(image)
     return image
 

@@ -223,7 +223,8 @@ def train_one(
 
 
 def format_summary(s: dict) -> str:
-    keys = [k for k in ("val_mse", "val_loss", "test_mse", "test_accuracy", "test_elbo", "test_log_px") if k in s]
+    names = ("val_mse", "val_loss", "val_acc", "test_mse", "test_accuracy", "test_elbo", "test_log_px")
+    keys = [k for k in names if k in s]
     numbers = ", ".join(f"{k} {s[k]:.4f}" for k in keys)
     return f"{s['model']}: best epoch {s['best_epoch']}, {numbers}, wall {s['wall_time_s']:.1f} s"
 

@@ -50,7 +50,7 @@ class Param:
 class Target:
     """What ``fmnist tune TARGET`` searches and how many trials it runs by default."""
 
-    model: str  # a key of MODULES; its validation monitor (val_mse, val_loss) is the objective
+    model: str  # a key of MODULES; its objective (val_mse, val_loss) is minimised
     space: tuple[Param, ...]
     trials: int
     fixed: tuple[str, ...] = ()  # Config fields the study pins (the AE's shape for the classifier)

@@ -226,7 +226,7 @@ def make_objective(
         folder.mkdir(parents=True, exist_ok=True)
         (trial_run / run.CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
         trial.set_user_attr("folder", str(trial_run.resolve()))
-        callbacks = (PyTorchLightningPruningCallback(trial, monitor=module_cls.monitor),) if pruning else ()
+        callbacks = (PyTorchLightningPruningCallback(trial, monitor=module_cls.objective),) if pruning else ()
         try:
             run.fit_model(
                 target.model,
@@ -239,11 +239,11 @@ def make_objective(
             )
         except SystemExit:  # Lightning turns Ctrl+C into sys.exit(1); Optuna fails a trial on KeyboardInterrupt
             raise KeyboardInterrupt from None
-        row = run.best_row(folder, module_cls.monitor, module_cls.monitor_mode)
+        row = run.best_row(folder, module_cls.objective, "min")
         for key, value in row.items():
             if key == "epoch" or key.startswith("val_"):
                 trial.set_user_attr("best_epoch" if key == "epoch" else key, value)
-        return row[module_cls.monitor]
+        return row[module_cls.objective]
 
     return objective
 
@@ -409,7 +409,7 @@ def tune(
     before = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     echo(f"study {study.study_name} in {_shown(url)}: {before} complete trial(s) so far, running {trials} more")
 
-    monitor = MODULES[target.model].monitor
+    monitor = MODULES[target.model].objective
 
     def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
         echo(describe(trial, monitor))
