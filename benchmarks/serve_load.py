@@ -257,6 +257,8 @@ def main() -> None:
     parser.add_argument("--naive-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be >= 1")
     if args.naive_server:
         return naive_server(args.artifacts, args.port)
 
