@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from fmnist.config import DEFAULTS, MODELS
+from fmnist.config import ARCHS, DEFAULTS, MODELS
 from fmnist.errors import ConfigError, report_errors
 from fmnist.training.search_space import HEARTBEAT_S, PRUNERS, SEARCHED, TARGETS, TUNE_EPOCHS
 
@@ -115,7 +115,9 @@ def train(
     l2: L2 = None,
     batch_size: BatchSize = None,
     lr_schedule: LrSchedule = None,
-    arch: Annotated[str | None, typer.Option("--arch", help=f"AE architecture. {_d('arch')}")] = None,
+    arch: Annotated[
+        str | None, typer.Option("--arch", help=f"AE architecture: {' or '.join(ARCHS)}. {_d('arch')}")
+    ] = None,
     head_width: Annotated[
         int | None, typer.Option("--head-width", help=f"Classifier hidden width h. {_d('head_width')}")
     ] = None,

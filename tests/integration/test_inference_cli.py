@@ -225,6 +225,7 @@ def bad_inputs(tmp_path, pngs) -> Path:
         (("generate", "--n", "10001", "--out", "{tmp}/x.png"), ("not 10001",)),
         (("generate", "--sampler", "gan", "--out", "{tmp}/x.png"), ("gan", "kde, kde-pca, vae")),
         (("generate", "--out", "{tmp}/x.jpg"), ("x.jpg",)),
+        (("generate", "--out", "{tmp}/x.txt"), ("x.txt", "a folder")),
         (("generate", "--out", "{tmp}/nowhere/x.png"), ("does not exist",)),
         (("generate", "--provider", "tpu", "--out", "{tmp}/x.png"), ("--provider",)),
     ],

@@ -135,7 +135,7 @@ def test_unfreeze_changes_the_encoder(tiny_run, data_dir, tmp_path):
     assert not torch.equal(ae["model.encoder.0.weight"], clf["model.encoder.0.weight"])
 
 
-def test_a_classifier_on_another_runs_ae_takes_its_latent_size_and_arch(data_dir, tmp_path):
+def test_a_classifier_takes_the_latent_size_and_arch_of_its_ae(data_dir, tmp_path):
     common = ["--data-dir", data_dir, "--epochs", "1", *TINY, "--limit-train", "300"]
     ae_args = ["train", "--model", "ae", "--arch", "wide", "--latent-dim", "4", "--run-dir", tmp_path / "ae"]
     assert run_cli(*ae_args, *common).exit_code == 0
@@ -146,9 +146,16 @@ def test_a_classifier_on_another_runs_ae_takes_its_latent_size_and_arch(data_dir
     assert (config["arch"], config["latent_dim"], config["unfreeze"]) == ("wide", 4, True)
     assert 0.0 <= json.loads((tmp_path / "clf" / "classifier" / "summary.json").read_text())["test_accuracy"] <= 1.0
 
+    # into the AE's own run folder, after another model rewrote its config.json: the checkpoint decides
+    (tmp_path / "ae" / "config.json").write_text(json.dumps({"arch": "seed", "latent_dim": 8}))
+    result = run_cli("train", "--model", "classifier", "--run-dir", tmp_path / "ae", *common)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "ae" / "classifier" / "best.ckpt").is_file()
+
     result = run_cli(*clf_args, "--latent-dim", "3", "--run-dir", tmp_path / "clash")
     assert result.exit_code == 2
-    assert "latent_dim 4, arch wide" in result.stderr and result.stderr.count("\n") == 1
+    assert "latent_dim 4, arch wide" in result.stderr and "--latent-dim 4 --arch wide" in result.stderr
+    assert result.stderr.count("\n") == 1
 
 
 def test_same_seed_gives_the_same_metrics_and_resume_ends_where_a_straight_run_does(data_dir, tmp_path):

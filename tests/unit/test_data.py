@@ -1,5 +1,8 @@
+import pytest
 import torch
 
+from fmnist.errors import DataError
+from fmnist.training import data
 from fmnist.training.data import EpochBatches, Split, split_train_val, to_float
 
 
@@ -47,3 +50,16 @@ def test_to_float_scales_to_unit_range():
     x = to_float(torch.tensor([[[0, 255]]], dtype=torch.uint8))
     assert x.shape == (1, 1, 1, 2) and x.dtype == torch.float32
     assert x.flatten().tolist() == [0.0, 1.0]
+
+
+@pytest.mark.parametrize("error", [RuntimeError, OSError])
+def test_a_failed_download_is_one_line(tmp_path, monkeypatch, error):
+    import torchvision.datasets
+
+    def no_network(*args, **kwargs):
+        raise error("Error downloading train-images-idx3-ubyte.gz:\nTried mirror_1\nTried mirror_2\n")
+
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", no_network)
+    with pytest.raises(DataError) as caught:
+        data.load_official(tmp_path, train=True, download=True)
+    assert "\n" not in str(caught.value) and "Tried mirror_2" in str(caught.value)

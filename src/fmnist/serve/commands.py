@@ -73,13 +73,13 @@ def generate(n: int, sampler: str, seed: int, out: Path, artifacts: Path | None,
     """Generate new garments from the bundle's latent samplers."""
     import numpy as np
 
-    from fmnist.serve.images import IMAGE_SUFFIXES, png_bytes, to_png, to_uint8
+    from fmnist.serve.images import png_bytes, to_png, to_uint8
     from fmnist.serve.inference import check_generate
 
     check_generate(n, sampler)
     folder = out.suffix.lower() not in (".png", ".npy")
-    if folder and (out.suffix.lower() in IMAGE_SUFFIXES or (out.exists() and not out.is_dir())):
-        raise InputError(f"--out {out}: give a .png (one grid), a .npy or a folder")
+    if folder and (out.suffix or out.exists()) and not out.is_dir():
+        raise InputError(f"--out {out}: give a .png (one grid), a .npy or a folder (a name without a suffix)")
     if not folder:
         _output_file(out, (".png", ".npy"))
     images = _model(artifacts, provider).generate(n, sampler, seed)

@@ -33,6 +33,11 @@ class Splits:
     test: Split
 
 
+def _one_line(error: Exception) -> str:
+    """torchvision's download errors span lines (one per mirror tried)."""
+    return " ".join(str(error).split())
+
+
 def load_official(root: Path, train: bool, download: bool) -> Split:
     """One official split through torchvision (which checks the files and never re-downloads)."""
     from torchvision.datasets import FashionMNIST
@@ -50,12 +55,12 @@ def load_official(root: Path, train: bool, download: bool) -> Split:
     except RuntimeError as e:
         raise DataError(
             f"Fashion-MNIST not found under {root}/FashionMNIST/raw "
-            f"({'download disabled' if not download else e}); "
+            f"({'download disabled' if not download else _one_line(e)}); "
             "point --data-dir or $FMNIST_DATA at a folder holding it"
         ) from None
     except OSError as e:
         raise DataError(
-            f"could not download Fashion-MNIST into {root} ({e.__class__.__name__}: {e}); "
+            f"could not download Fashion-MNIST into {root} ({e.__class__.__name__}: {_one_line(e)}); "
             "check the network, or point --data-dir or $FMNIST_DATA at a copy of the data"
         ) from None
     finally:

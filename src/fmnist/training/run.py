@@ -80,13 +80,13 @@ def resolve_config(run_dir: Path, base: Config, overrides: dict[str, Any], resum
 ENCODER_SHAPE = ("latent_dim", "arch")
 
 
-def encoder_shape_of(ae_run: Path, overrides: dict[str, Any]) -> dict[str, Any]:
-    """A classifier on another run's AE takes that AE's latent size and architecture, unless flags
-    set them (a mismatch is then reported when the encoder is attached)."""
-    if not (ae_run / CONFIG_FILE).is_file():
+def encoder_shape_of(ae_checkpoint: Path, overrides: dict[str, Any]) -> dict[str, Any]:
+    """A classifier on a trained AE takes that AE's latent size and architecture (from its
+    checkpoint), unless flags set them (a mismatch is then reported when the encoder is attached)."""
+    if not ae_checkpoint.is_file():
         return overrides
-    ae_config = Config.from_json(ae_run / CONFIG_FILE)
-    return {**overrides, **{k: getattr(ae_config, k) for k in ENCODER_SHAPE if overrides.get(k) is None}}
+    saved = torch.load(ae_checkpoint, map_location="cpu", weights_only=False)["hyper_parameters"]["config"]
+    return {**overrides, **{k: saved[k] for k in ENCODER_SHAPE if overrides.get(k) is None}}
 
 
 def _devices(value: str | int) -> str | int:
@@ -156,7 +156,8 @@ def _attach_encoder(module, ae_checkpoint: Path) -> None:
     if ae.config.latent_dim != module.config.latent_dim or ae.config.arch != module.config.arch:
         raise ConfigError(
             f"{ae_checkpoint} has latent_dim {ae.config.latent_dim}, arch {ae.config.arch}; "
-            "the classifier config must match it"
+            f"train the classifier with the same (--latent-dim {ae.config.latent_dim} --arch {ae.config.arch}) "
+            "or without those flags"
         )
     module.model.encoder.load_state_dict(ae.model.encoder.state_dict())
 
@@ -248,8 +249,9 @@ def train_models(
     if data_dir is not None and not Path(data_dir).exists():
         raise DataError(f"--data-dir {data_dir} does not exist")
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir()
-    if ae_run is not None and "ae" not in models and not resume:
-        overrides = encoder_shape_of(Path(ae_run), overrides)
+    ae_checkpoint = Path(ae_run or run_dir) / "ae" / "best.ckpt"
+    if "ae" not in models and not resume:
+        overrides = encoder_shape_of(ae_checkpoint, overrides)
     config = resolve_config(run_dir, base, overrides, resume)
     splits = data_mod.load_splits(
         data_dir or default_data_dir(),
@@ -260,7 +262,6 @@ def train_models(
     )
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-    ae_checkpoint = Path(ae_run or run_dir) / "ae" / "best.ckpt"
     torch.set_float32_matmul_precision("high")
     quiet_lightning()
     summaries = []
