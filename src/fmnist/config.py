@@ -34,6 +34,7 @@ def default_data_dir() -> Path:
 # norm (874k), for the end-to-end (--unfreeze) classifier target
 ARCHS = ("seed", "wide")
 LR_SCHEDULES = ("cosine", "constant")
+ENCODER_SHAPE = ("latent_dim", "arch")  # the fields a classifier shares with the AE it is built on
 
 
 @dataclass(frozen=True)

@@ -23,14 +23,21 @@ class InputError(FmnistError):
     """An input image, array or request parameter cannot be used."""
 
 
-def exit_code_of(error: FmnistError | KeyboardInterrupt) -> int:
-    """Report ``error`` as one line on stderr; the exit code: 2 for an FmnistError, 130 for Ctrl-C."""
+def print_error(message: object) -> None:
+    """The one-line form every fmnist error takes on stderr."""
     import sys
 
+    print(f"fmnist: error: {message}", file=sys.stderr)
+
+
+def report_error(error: FmnistError | KeyboardInterrupt) -> int:
+    """Print ``error`` as one line; its exit code: 2 for an FmnistError, 130 for Ctrl-C."""
     if isinstance(error, KeyboardInterrupt):
+        import sys
+
         print("fmnist: interrupted", file=sys.stderr)
         return 130
-    print(f"fmnist: error: {error}", file=sys.stderr)
+    print_error(error)
     return error.exit_code
 
 
@@ -45,6 +52,6 @@ def report_errors(command):
         try:
             return command(*args, **kwargs)
         except (FmnistError, KeyboardInterrupt) as e:
-            raise typer.Exit(exit_code_of(e)) from None
+            raise typer.Exit(report_error(e)) from None
 
     return wrapper

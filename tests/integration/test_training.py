@@ -154,7 +154,8 @@ def test_a_classifier_takes_the_latent_size_and_arch_of_its_ae(data_dir, tmp_pat
 
     result = run_cli(*clf_args, "--latent-dim", "3", "--run-dir", tmp_path / "clash")
     assert result.exit_code == 2
-    assert "latent_dim 4, arch wide" in result.stderr and "--latent-dim 4 --arch wide" in result.stderr
+    assert "--latent-dim 3 does not match the AE" in result.stderr
+    assert "(latent_dim 4); drop --latent-dim" in result.stderr
     assert result.stderr.count("\n") == 1
 
 

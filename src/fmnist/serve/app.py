@@ -318,8 +318,8 @@ def create_app(model_or_bundle_dir: Any = None, settings: Settings | None = None
                 state["batchers"][op] = batcher
             else:
                 state["batchers"][op] = _direct(fn, lambda size, op=op: metrics.observe_batch(op, size))
-        # The model, FastAPI and the batchers are long-lived: moved out of the collector's view, a full
-        # collection under load takes a few ms instead of 40 to 50 (benchmarks/serve_load.py: p99).
+        # The model, FastAPI and the batchers are long-lived: moved out of the collector's view, the
+        # full collections that come every second or so under load no longer walk them (they set the p99).
         gc.collect()
         gc.freeze()
         state["ready"] = True
@@ -359,17 +359,15 @@ def create_app(model_or_bundle_dir: Any = None, settings: Settings | None = None
             raise InputError(f"invert must be auto, yes or no, not {invert[:20]!r}")
         names, arrays = [], []
         for name, data in files:
-            try:
-                image = images.open_image(data)  # the header only
-                pixels = image.width * image.height
-                if pixels > settings.max_pixels:
-                    raise InputError(f"upload: image of {pixels} pixels is over the limit of {settings.max_pixels}")
-                if pixels > _DECODE_INLINE_PIXELS:
-                    image = await run_in_threadpool(_decode, image, invert)
-                else:
-                    image = _decode(image, invert)
-            except InputError as e:  # images.* call every bytes source "upload"
-                raise InputError(f"{name or 'upload'}: {str(e).removeprefix('upload: ')}") from None
+            label = name or "upload"  # what error messages call it
+            image = images.open_image(data, label)  # the header only
+            pixels = image.width * image.height
+            if pixels > settings.max_pixels:
+                raise InputError(f"{label}: image of {pixels} pixels is over the limit of {settings.max_pixels}")
+            if pixels > _DECODE_INLINE_PIXELS:
+                image = await run_in_threadpool(_decode, image, label, invert)
+            else:
+                image = _decode(image, label, invert)
             names.append(name)
             arrays.append(image)
         return names, np.stack(arrays)
@@ -491,8 +489,8 @@ def create_app(model_or_bundle_dir: Any = None, settings: Settings | None = None
     return app
 
 
-def _decode(image, invert: str) -> np.ndarray:
-    return images.preprocess(images.decode(image), invert)
+def _decode(image, label: str, invert: str) -> np.ndarray:
+    return images.preprocess(images.decode(image, label), invert)
 
 
 async def _require_json(request: Request) -> None:

@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from fmnist.errors import FmnistError, InputError, exit_code_of
+from fmnist.errors import FmnistError, InputError, print_error, report_error
 
 COMMANDS = ("generate", "classify", "reconstruct", "encode", "evaluate")
 SAMPLER_HELP = (
@@ -35,10 +35,8 @@ def _load_all(paths: list[Path], invert: str):
     """(loaded paths, images (N, 28, 28), errors). One bad file is reported, the rest go on."""
     import numpy as np
 
-    from fmnist.serve.images import INVERT_CHOICES, expand_inputs, load_image
+    from fmnist.serve.images import expand_inputs, load_image
 
-    if invert not in INVERT_CHOICES:
-        raise InputError(f"--invert must be one of {', '.join(INVERT_CHOICES)}, not {invert!r}")
     good, images, errors = [], [], []
     for path in expand_inputs(paths):
         try:
@@ -49,7 +47,7 @@ def _load_all(paths: list[Path], invert: str):
     if not good:
         raise InputError(errors[0] if len(errors) == 1 else f"no readable image among {len(errors)} inputs")
     for message in errors:
-        print(f"fmnist: error: {message}", file=sys.stderr)
+        print_error(message)
     return good, np.stack(images), errors
 
 
@@ -186,17 +184,20 @@ def evaluate(data_dir: Path | None, as_json: bool, seed: int, artifacts: Path | 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
         """A usage error is one line and exit code 2, like every other fmnist error."""
-        print(f"fmnist: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        print_error(f"{message} (see {self.prog} --help)")
         sys.exit(2)
 
 
 def _bundle_options(p: argparse.ArgumentParser, images: bool) -> None:
+    from fmnist.serve.images import INVERT_CHOICES
+    from fmnist.serve.inference import PROVIDERS
+
     if images:
         images_help = "image files (any format Pillow reads) or folders of them"
         p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help=images_help)
         p.add_argument(
             "--invert",
-            choices=("auto", "yes", "no"),
+            choices=INVERT_CHOICES,
             default="auto",
             help="invert to light-on-dark: auto (from the border pixels), yes, no (default: auto)",
         )
@@ -208,7 +209,7 @@ def _bundle_options(p: argparse.ArgumentParser, images: bool) -> None:
     )
     p.add_argument(
         "--provider",
-        choices=("auto", "cpu", "cuda"),
+        choices=PROVIDERS,
         default="auto",
         help="onnxruntime provider: auto (CUDA when this onnxruntime has it, else the CPU without a word), cpu, "
         "or cuda (the CPU with a one-line notice when CUDA is missing or fails to start) (default: auto)",
@@ -281,7 +282,7 @@ def run(argv: list[str]) -> int:
         sys.stdout.flush()  # a closed pipe (| head) shows here, inside the try
         return code
     except (FmnistError, KeyboardInterrupt) as e:
-        return exit_code_of(e)
+        return report_error(e)
     except BrokenPipeError:  # the reader went away: stop quietly, as click did
         _silence_stdout()
         return 1

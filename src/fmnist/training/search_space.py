@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from fmnist.config import ENCODER_SHAPE
 from fmnist.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ TARGETS: dict[str, Target] = {
         trials=15,
     ),
     "classifier": Target(
-        "classifier", (Param("head_width", 16, 128, log=False, kind=int),), trials=10, fixed=("latent_dim", "arch")
+        "classifier", (Param("head_width", 16, 128, log=False, kind=int),), trials=10, fixed=ENCODER_SHAPE
     ),
 }
 SEARCHED = {p.name: p for t in TARGETS.values() for p in t.space}  # every range flag, by Config field

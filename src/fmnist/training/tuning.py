@@ -28,7 +28,7 @@ from fmnist.config import Config, default_data_dir
 from fmnist.errors import ConfigError, DataError
 from fmnist.training import data as data_mod
 from fmnist.training import run
-from fmnist.training.modules import MODULES, load_module
+from fmnist.training.modules import MODULES
 from fmnist.training.search_space import PRUNERS, TARGETS, TUNE_EPOCHS, Param, Target, parse_target, resolve_space
 
 __all__ = ["PRUNERS", "TARGETS", "TUNE_EPOCHS", "Param", "Target", "tune"]
@@ -329,20 +329,14 @@ def save_plots(study: optuna.Study, out_dir: Path) -> tuple[list[Path], list[str
 # --- the command -------------------------------------------------------------------------------
 
 
-def _classifier_base(target: Target, ae_run: Path | None, overrides: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+def _classifier_base(ae_run: Path | None, overrides: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
     """The AE checkpoint the classifier trials start from, and the fields it pins (latent_dim, arch)."""
     if ae_run is None:
         raise ConfigError("fmnist tune classifier needs --ae-run RUN: the run whose AE encoder the trials use")
     checkpoint = Path(ae_run) / "ae" / "best.ckpt"
     if not checkpoint.is_file():
         raise ConfigError(f"--ae-run {ae_run}: {checkpoint} not found (train an AE there with fmnist train --model ae)")
-    ae = load_module("ae", str(checkpoint)).config
-    fixed = {key: getattr(ae, key) for key in target.fixed}
-    for key, value in fixed.items():
-        if overrides.get(key) is not None and overrides[key] != value:
-            flag = "--" + key.replace("_", "-")
-            raise ConfigError(f"{flag} {overrides[key]} does not match the AE of --ae-run ({key} {value}); drop {flag}")
-    return checkpoint, fixed
+    return checkpoint, run.pin_encoder_shape(checkpoint, overrides)
 
 
 def tune(
@@ -385,7 +379,7 @@ def tune(
             config.updated(**{p.name: p.kind(end)})
     ae_checkpoint, fixed = None, {}
     if target.model == "classifier":
-        ae_checkpoint, fixed = _classifier_base(target, ae_run, overrides)
+        ae_checkpoint, fixed = _classifier_base(ae_run, overrides)
         config = config.updated(**fixed)
     if data_dir is not None and not Path(data_dir).exists():
         raise DataError(f"--data-dir {data_dir} does not exist")
