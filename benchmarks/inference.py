@@ -29,8 +29,9 @@ import torch
 
 from fmnist.config import Config, default_data_dir
 from fmnist.errors import DataError
-from fmnist.serve.evaluation import load_test_set
-from fmnist.serve.inference import BATCH, THREADS, session_options
+from fmnist.runtime.bundle import BATCH
+from fmnist.runtime.evaluation import load_test_set
+from fmnist.runtime.sessions import THREADS, session_options
 from fmnist.training.models import Classifier
 
 

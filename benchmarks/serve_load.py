@@ -47,10 +47,10 @@ def naive_server(bundle: str, port: int) -> None:
     import uvicorn
     from fastapi import FastAPI, UploadFile
 
-    from fmnist.serve.images import load_image
-    from fmnist.serve.inference import Model
+    from fmnist.runtime.bundle import Bundle
+    from fmnist.runtime.images import load_image
 
-    model = Model(bundle)
+    model = Bundle(bundle)
     app = FastAPI()
 
     @app.post("/v1/classify")

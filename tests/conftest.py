@@ -26,7 +26,7 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, data_dir) -> Path:
     """AE, classifier and VAE trained once for 3 epochs on 2,000 images."""
-    from fmnist.cli import app
+    from fmnist.cli.app import app
 
     run = tmp_path_factory.mktemp("runs") / "tiny"
     args = ["train", "--model", "all", "--data-dir", data_dir, "--run-dir", run, "--epochs", "3", "--iw-samples", "4"]
@@ -38,7 +38,7 @@ def tiny_run(tmp_path_factory, data_dir) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory, tiny_run, data_dir) -> Path:
     """The tiny run exported once (small KDE)."""
-    from fmnist.cli import app
+    from fmnist.cli.app import app
 
     out = tmp_path_factory.mktemp("bundles") / "tiny"
     args = ["export", "--run-dir", tiny_run, "--out", out, "--data-dir", data_dir, "--kde-points", "400"]

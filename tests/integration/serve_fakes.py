@@ -1,4 +1,4 @@
-"""A stand-in for ``fmnist.serve.inference.Model`` with fixed, checkable answers, and helpers
+"""A stand-in for ``fmnist.runtime.bundle.Bundle`` with fixed, checkable answers, and helpers
 to run the HTTP app under a real uvicorn on a free loopback port.
 
 Every answer is a function of each image's own pixels, so a caller can check that it got its own
@@ -19,7 +19,7 @@ from PIL import Image
 
 from fmnist import CLASS_NAMES
 from fmnist.errors import InputError
-from fmnist.serve.inference import MAX_GENERATE, SAMPLERS
+from fmnist.runtime.sampling import MAX_GENERATE, SAMPLERS
 
 LATENT_DIM = 2
 
@@ -35,7 +35,7 @@ def expected_probabilities(mean: float) -> np.ndarray:
 
 
 class FakeModel:
-    """Model's interface (encode/decode/reconstruct/classify/generate) without onnxruntime."""
+    """Bundle's interface (encode/decode/reconstruct/classify/generate) without onnxruntime."""
 
     latent_dim = LATENT_DIM
     provider = "fake"

@@ -10,9 +10,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from fmnist import artifacts
-from fmnist.cli import app
-from fmnist.serve.evaluation import load_test_set
-from fmnist.serve.inference import Model
+from fmnist.cli.app import app
+from fmnist.runtime.bundle import Bundle
+from fmnist.runtime.evaluation import load_test_set
 
 DEFAULT = artifacts.default_bundle_dir()
 
@@ -59,9 +59,9 @@ def test_generate_and_classify_work_right_after_installing(clean_cwd, data_dir):
 def test_evaluate_reproduces_the_default_manifest(data_dir):
     metrics = artifacts.load_manifest(DEFAULT)["metrics"]
     images, labels = load_test_set(data_dir)
-    from fmnist.serve.evaluation import evaluate
+    from fmnist.runtime.evaluation import evaluate_bundle
 
-    got = evaluate(Model(DEFAULT, "cpu"), images, labels, generated=500)
+    got = evaluate_bundle(Bundle(DEFAULT, "cpu"), images, labels, generated=500)
     assert got["reconstruction_mse"] == pytest.approx(metrics["reconstruction_mse"], rel=1e-4)
     assert got["classifier_accuracy"] == pytest.approx(metrics["classifier_accuracy"], abs=2e-4)
     assert got["vae_elbo"] == pytest.approx(metrics["vae_elbo"], abs=1.0)

@@ -13,7 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from fmnist import artifacts
-from fmnist.cli import app
+from fmnist.cli.app import app
 from fmnist.errors import BundleError
 from fmnist.export.graphs import scaled_difference
 from fmnist.training.data import load_official, to_float

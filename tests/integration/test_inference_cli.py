@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from fmnist.cli import app
+from fmnist.cli.app import app
 from tests import toybundle as toy
 
 HEAVY = ("torch", "sklearn", "lightning", "scipy", "optuna")
@@ -87,7 +87,7 @@ def test_generate_png_grid_folder_and_npy(toy_bundle, tmp_path):
 
 
 def test_generate_is_the_models_output_and_repeatable_by_seed(toy_bundle, tmp_path):
-    from fmnist.serve.inference import Model
+    from fmnist.runtime.bundle import Bundle
 
     def npy(name, *extra):
         result = run_cli("generate", "--n", "6", "--out", tmp_path / name, "--artifacts", toy_bundle, *extra)
@@ -96,7 +96,7 @@ def test_generate_is_the_models_output_and_repeatable_by_seed(toy_bundle, tmp_pa
 
     default, again, other = npy("a.npy"), npy("b.npy"), npy("c.npy", "--seed", "1")
     assert np.array_equal(default, again) and not np.array_equal(default, other)
-    assert np.array_equal(default, Model(toy_bundle, "cpu").generate(6, "kde", 0))  # kde and seed 0 by default
+    assert np.array_equal(default, Bundle(toy_bundle, "cpu").generate(6, "kde", 0))  # kde and seed 0 by default
 
 
 def test_generate_help_says_why_kde_is_the_default():
@@ -172,8 +172,8 @@ def test_encode_json_and_npy(toy_bundle, pngs, tmp_path):
 
 
 def test_evaluate_json(toy_bundle, data_dir):
-    from fmnist.serve.evaluation import load_test_set
-    from fmnist.serve.inference import Model
+    from fmnist.runtime.bundle import Bundle
+    from fmnist.runtime.evaluation import load_test_set
 
     result = run_cli("evaluate", "--data-dir", data_dir, "--json", "--artifacts", toy_bundle)
     assert result.exit_code == 0, result.output
@@ -181,7 +181,7 @@ def test_evaluate_json(toy_bundle, data_dir):
     assert {"reconstruction_mse", "classifier_accuracy", "per_class_accuracy", "vae_elbo", "samplers"} <= set(got)
     images, labels = load_test_set(data_dir)
     assert images.shape == (40, 28, 28) and got["test_images"] == 40
-    model = Model(toy_bundle, "cpu")
+    model = Bundle(toy_bundle, "cpu")
     recon = toy.toy_decode(toy.toy_encode(images))
     assert got["reconstruction_mse"] == pytest.approx(float(((recon - images) ** 2).mean()))
     assert got["classifier_accuracy"] == pytest.approx(float((model.classify(images).argmax(1) == labels).mean()))
@@ -302,7 +302,7 @@ def test_inference_commands_never_import_the_training_stack(toy_bundle, pngs, da
     ]
     probe = (
         "import sys\n"
-        "from fmnist.cli import app\n"
+        "from fmnist.cli.app import app\n"
         f"for args in {commands!r}:\n"
         "    try:\n"
         "        app(args)\n"

@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from fmnist.cli import app
-from fmnist.serve.evaluation import load_test_set
-from fmnist.serve.inference import Model
+from fmnist.cli.app import app
+from fmnist.runtime.bundle import Bundle
+from fmnist.runtime.evaluation import load_test_set
 
 
 def run_cli(*args):
@@ -31,7 +31,7 @@ def test_pngs(tmp_path_factory, data_dir):
 def test_pickle_free_samplers_match_the_joblib_objects(tiny_bundle):
     import joblib
 
-    model = Model(tiny_bundle)
+    model = Bundle(tiny_bundle)
     kde, kde_pca, pca = (joblib.load(tiny_bundle / f"{n}.joblib") for n in ("kde_latent", "kde_pca", "pca"))
     assert np.array_equal(model.sample_latents(20, "kde", 5), kde.sample(20, random_state=5))
     assert np.allclose(
@@ -60,6 +60,6 @@ def test_classify_test_pngs_like_the_raw_arrays(tiny_bundle, test_pngs):
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
     images = np.stack([np.asarray(Image.open(folder / f"t{i}.png"), np.float32) / 255 for i in range(5)])
-    probabilities = Model(tiny_bundle).classify(images)
+    probabilities = Bundle(tiny_bundle).classify(images)
     assert [r["label"] for r in rows] == probabilities.argmax(1).tolist()
     assert [r["probability"] for r in rows] == pytest.approx(probabilities.max(1).tolist())

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from fmnist.cli import app
+from fmnist.cli.app import app
 
 FIGURES = [
     "loss_ae.png",

@@ -6,6 +6,7 @@ every caller can check it got its own answer.
 
 import asyncio
 import base64
+import dataclasses
 import io
 import json
 import os
@@ -31,10 +32,10 @@ from serve_fakes import (
 )
 
 from fmnist import CLASS_NAMES
-from fmnist.serve import images
+from fmnist.runtime import images
+from fmnist.runtime.sampling import SAMPLERS
 from fmnist.serve.app import create_app
-from fmnist.serve.inference import SAMPLERS
-from fmnist.serve.settings import Settings
+from fmnist.serve.settings import ServerSettings, Settings
 
 LIMIT = 64 * 1024  # body limit of the test server
 SETTINGS = Settings(max_body_bytes=LIMIT, max_files=8, max_generate=64, max_batch=16, max_wait_ms=2)
@@ -467,7 +468,7 @@ def test_sigterm_drains_in_flight_requests_and_exits_cleanly():
 def test_serve_command_flags_and_errors(tmp_path):
     from typer.testing import CliRunner
 
-    from fmnist.cli import app
+    from fmnist.cli.app import app
 
     runner = CliRunner()
     out = runner.invoke(app, ["serve", "--help"], terminal_width=200).output
@@ -490,9 +491,113 @@ def test_serve_command_flags_and_errors(tmp_path):
     assert r.exit_code == 2 and "--max-batch must be >= 1" in r.output
 
 
+# A valid value other than the default for every str field; numbers and bools are derived.
+OTHER_VALUES = {"provider": "cpu", "host": "127.0.0.2", "log_level": "debug"}
+
+
+def other_value(field) -> object:
+    if isinstance(field.default, bool):
+        return not field.default
+    if isinstance(field.default, int | float):
+        return field.default + 1
+    return OTHER_VALUES[field.name]  # a new str field needs a value here
+
+
+def cli_args(name: str, value: object) -> list[str]:
+    flag = "--" + name.replace("_", "-")
+    if isinstance(value, bool):
+        return [flag if value else "--no-" + flag[2:]]
+    return [flag, str(value)]
+
+
+@pytest.fixture
+def started(monkeypatch):
+    """``fmnist serve`` with uvicorn.run replaced: what it would have run (the app and uvicorn's options)."""
+    import uvicorn
+
+    from fmnist.serve.app import create_app_from_env
+
+    seen = {}
+
+    def fake_run(app, **options):
+        seen["app"] = create_app_from_env() if app == "fmnist.serve.app:create_app_from_env" else app
+        seen["options"] = options
+
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    monkeypatch.delenv("FMNIST_SERVE_CONFIG", raising=False)
+    return seen
+
+
+@pytest.mark.parametrize("field", dataclasses.fields(Settings), ids=lambda f: f.name)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_every_serve_flag_reaches_the_settings_the_app_runs_with(started, toy_bundle, field, workers):
+    from typer.testing import CliRunner
+
+    from fmnist.cli.app import app
+
+    value = other_value(field)
+    args = ["serve", "--artifacts", str(toy_bundle), "--workers", str(workers), *cli_args(field.name, value)]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    settings = started["app"].state.settings
+    assert settings == dataclasses.replace(Settings(), **{field.name: value})
+
+
+@pytest.mark.parametrize("field", dataclasses.fields(ServerSettings), ids=lambda f: f.name)
+def test_every_server_flag_reaches_uvicorn(started, toy_bundle, field):
+    from typer.testing import CliRunner
+
+    from fmnist.cli.app import app
+
+    value = other_value(field)
+    r = CliRunner().invoke(app, ["serve", "--artifacts", str(toy_bundle), *cli_args(field.name, value)])
+    assert r.exit_code == 0, r.output
+    want = dataclasses.asdict(dataclasses.replace(ServerSettings(), **{field.name: value}))
+    if want["workers"] == 1:
+        del want["workers"]  # one process: uvicorn runs the app object itself
+    assert {k: started["options"][k] for k in want} == want
+
+
+def test_serve_max_pixels_refuses_larger_uploads_with_400(started, toy_bundle):
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from fmnist.cli.app import app
+
+    r = CliRunner().invoke(app, ["serve", "--artifacts", str(toy_bundle), "--max-pixels", "1000", "--provider", "cpu"])
+    assert r.exit_code == 0, r.output
+    buf = io.BytesIO()
+    Image.new("L", (100, 100)).save(buf, "PNG")
+    with TestClient(started["app"]) as c:
+        r = c.post("/v1/classify", files=[("file", ("big.png", buf.getvalue()))])
+        assert r.status_code == 400
+        assert r.json() == {"error": "big.png: image of 10000 pixels is over the limit of 1000"}
+        assert c.post("/v1/classify", files=[("file", ("ok.png", png(70)))]).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (["--max-pixels", "10"], "--max-pixels must be >= 784, not 10"),
+        (["--max-generate", "10001"], "--max-generate must be at most 10000, not 10001"),
+        (["--provider", "tpu"], "--provider must be one of auto, cpu, cuda, not 'tpu'"),
+        (["--workers", "0"], "--workers must be >= 1, not 0"),
+        (["--port", "70000"], "--port must be at most 65535, not 70000"),
+    ],
+)
+def test_serve_refuses_to_start_with_a_bad_limit(started, args, words):
+    from typer.testing import CliRunner
+
+    from fmnist.cli.app import app
+
+    r = CliRunner().invoke(app, ["serve", *args])
+    assert r.exit_code == 2 and r.output == f"fmnist: error: {words}\n"
+    assert "app" not in started
+
+
 def test_serving_modules_do_not_import_the_training_stack():
     code = (
-        "import sys, fmnist.cli, fmnist.serve.app, fmnist.serve.server, fmnist.serve.batching, "
+        "import sys, fmnist.cli.app, fmnist.cli.serve, fmnist.serve.app, fmnist.serve.batching, "
         "fmnist.serve.metrics; bad = [m for m in ('torch', 'lightning', 'sklearn', 'optuna') "
         "if m in sys.modules]; print(bad); sys.exit(bool(bad))"
     )
@@ -516,17 +621,17 @@ def test_images_with_too_many_pixels_are_refused_from_the_header(client):
         assert r.status_code == 400 and "big.png: image of" in r.json()["error"]
 
 
-# --------------------------------------------------------------------------- the real Model
+# --------------------------------------------------------------------------- the real Bundle
 
 
 @pytest.fixture(scope="module")
 def real(tiny_bundle):
-    """The app loading the tiny trained bundle itself (the lifespan path), and the same Model."""
-    from fmnist.serve.inference import Model
+    """The app loading the tiny trained bundle itself (the lifespan path), and the same Bundle."""
+    from fmnist.runtime.bundle import Bundle
 
     settings = Settings(max_batch=8, max_wait_ms=5, provider="cpu")
     with ThreadServer(create_app(tiny_bundle, settings)) as s, httpx.Client(base_url=s.url, timeout=30) as c:
-        yield c, Model(tiny_bundle, "cpu")
+        yield c, Bundle(tiny_bundle, "cpu")
 
 
 def garment_png(seed: int) -> bytes:
@@ -541,7 +646,7 @@ def garment_png(seed: int) -> bytes:
 
 
 def test_real_model_concurrent_classify_matches_the_cli_path(real):
-    """Each of 32 concurrent callers gets what Model.classify(load_image(...)) gives its image."""
+    """Each of 32 concurrent callers gets what Bundle.classify(load_image(...)) gives its image."""
     client, model = real
     assert client.get("/readyz").json() == {"status": "ready", "provider": "CPUExecutionProvider"}
     assert client.get("/v1/model").json() == {k: v for k, v in model.manifest.items() if k != "files"}

@@ -14,7 +14,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from fmnist.cli import app
+from fmnist.cli.app import app
 from tests.conftest import TINY
 
 

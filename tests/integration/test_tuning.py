@@ -16,7 +16,7 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from fmnist.cli import app
+from fmnist.cli.app import app
 
 TINY = ["--limit-train", "300", "--batch-size", "100", "--epochs", "1", "--no-progress"]
 AE_RANGES = ["--latent-dim-range", "2", "4", "--lr-range", "1e-4", "1e-3", "--l1-range", "1e-6", "1e-5"]

@@ -41,7 +41,7 @@ def test_json_round_trip(tmp_path):
 def test_every_hyper_parameter_has_a_train_flag():
     from typer.testing import CliRunner
 
-    from fmnist.cli import app
+    from fmnist.cli.app import app
 
     help_text = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"}).output
     internal = {"val_fraction", "encoder_lr_scale"}

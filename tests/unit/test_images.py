@@ -5,7 +5,7 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from fmnist.errors import InputError
-from fmnist.serve.images import expand_inputs, grid, load_image, needs_inversion, to_png
+from fmnist.runtime.images import expand_inputs, grid, load_image, needs_inversion, to_png
 
 
 def _png(array: np.ndarray, mode: str | None = None) -> bytes:

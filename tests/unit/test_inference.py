@@ -1,4 +1,4 @@
-"""Model on the fixed-weight toy bundle: exact answers, lazy sessions, providers, threads."""
+"""Bundle on the fixed-weight toy bundle: exact answers, lazy sessions, providers, threads."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from fmnist.errors import InputError
-from fmnist.serve import inference
-from fmnist.serve.inference import Model
+from fmnist.runtime import bundle
+from fmnist.runtime.bundle import Bundle
 from tests import toybundle as toy
 
 
@@ -24,7 +24,7 @@ def images() -> np.ndarray:
 
 
 def test_graphs_compute_the_toy_closed_forms(toy_bundle, images):
-    model = Model(toy_bundle, provider="cpu")
+    model = Bundle(toy_bundle, provider="cpu")
     assert model.latent_dim == 2 and len(model.class_names) == 10 and model.provider == "CPUExecutionProvider"
     assert np.allclose(model.encode(images), toy.toy_encode(images), atol=1e-6)
     assert np.allclose(model.reconstruct(images), toy.toy_decode(toy.toy_encode(images)), atol=1e-6)
@@ -36,7 +36,7 @@ def test_graphs_compute_the_toy_closed_forms(toy_bundle, images):
 
 
 def test_sessions_are_created_lazily_and_cached(toy_bundle, images):
-    model = Model(toy_bundle, provider="cpu")
+    model = Bundle(toy_bundle, provider="cpu")
     assert model._sessions == {}
     model.classify(images)
     assert set(model._sessions) == {"classifier"}
@@ -46,13 +46,13 @@ def test_sessions_are_created_lazily_and_cached(toy_bundle, images):
 
 
 def test_batches_larger_than_one_run_are_split_and_joined(toy_bundle, monkeypatch):
-    monkeypatch.setattr(inference, "BATCH", 4)
+    monkeypatch.setattr(bundle, "BATCH", 4)
     x = np.random.default_rng(1).random((10, 28, 28)).astype(np.float32)
-    assert np.allclose(Model(toy_bundle, "cpu").encode(x), toy.toy_encode(x), atol=1e-6)
+    assert np.allclose(Bundle(toy_bundle, "cpu").encode(x), toy.toy_encode(x), atol=1e-6)
 
 
 def test_generate_decodes_the_sampled_latents(toy_bundle):
-    model = Model(toy_bundle, provider="cpu")
+    model = Bundle(toy_bundle, provider="cpu")
     for sampler, graph in (("kde", "decoder"), ("kde-pca", "decoder"), ("vae", "vae_decoder")):
         z = model.sample_latents(5, sampler, seed=4)
         assert z.shape == (5, 2)
@@ -66,11 +66,11 @@ def test_generate_decodes_the_sampled_latents(toy_bundle):
 @pytest.mark.parametrize(("n", "sampler"), [(0, "kde"), (-3, "kde"), (10_001, "kde"), (2, "gan")])
 def test_generate_refuses_bad_requests(toy_bundle, n, sampler):
     with pytest.raises(InputError):
-        Model(toy_bundle, provider="cpu").generate(n, sampler)
+        Bundle(toy_bundle, provider="cpu").generate(n, sampler)
 
 
 def test_vae_elbo_is_the_single_sample_gaussian_elbo(toy_bundle, images):
-    model = Model(toy_bundle, provider="cpu")
+    model = Bundle(toy_bundle, provider="cpu")
     mean, logvar = toy.toy_encode(images), np.broadcast_to(toy.LOGVAR, (6, 2))
     eps = np.random.default_rng(5).standard_normal((6, 2)).astype(np.float32)
     recon = toy.toy_decode(mean + np.exp(0.5 * logvar) * eps, "vae_decoder")
@@ -81,13 +81,13 @@ def test_vae_elbo_is_the_single_sample_gaussian_elbo(toy_bundle, images):
 
 
 def test_provider_auto_is_silent_without_cuda(toy_bundle, capsys):
-    model = Model(toy_bundle, provider="auto")
+    model = Bundle(toy_bundle, provider="auto")
     model.encode(np.zeros((1, 28, 28), np.float32))
     assert model.provider == "CPUExecutionProvider" and capsys.readouterr().err == ""
 
 
 def test_provider_cuda_without_cuda_falls_back_with_one_notice(toy_bundle, capsys):
-    model = Model(toy_bundle, provider="cuda")
+    model = Bundle(toy_bundle, provider="cuda")
     model.encode(np.zeros((1, 28, 28), np.float32))
     err = capsys.readouterr().err
     assert model.provider == "CPUExecutionProvider"
@@ -101,7 +101,7 @@ def test_a_cuda_provider_that_fails_to_start_falls_back_with_one_notice(toy_bund
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("this onnxruntime really has CUDA")
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
-    model = Model(toy_bundle, provider="auto")
+    model = Bundle(toy_bundle, provider="auto")
     assert model.provider == "CUDAExecutionProvider"  # chosen; not yet started
     x = np.zeros((1, 28, 28), np.float32)
     model.encode(x), model.classify(x)
@@ -112,11 +112,11 @@ def test_a_cuda_provider_that_fails_to_start_falls_back_with_one_notice(toy_bund
 
 def test_unknown_provider_is_an_input_error(toy_bundle):
     with pytest.raises(InputError, match="--provider"):
-        Model(toy_bundle, provider="tpu")
+        Bundle(toy_bundle, provider="tpu")
 
 
 def test_one_model_serves_many_threads(toy_bundle):
-    model = Model(toy_bundle, provider="cpu")
+    model = Bundle(toy_bundle, provider="cpu")
     batches = [np.random.default_rng(i).random((i + 1, 28, 28)).astype(np.float32) for i in range(16)]
     with ThreadPoolExecutor(8) as pool:
         got = list(pool.map(model.classify, batches))
@@ -128,7 +128,7 @@ def test_one_model_serves_many_threads(toy_bundle):
 
 
 def test_wrong_shapes_and_empty_batches_are_input_errors(toy_bundle):
-    model = Model(toy_bundle, provider="cpu")
+    model = Bundle(toy_bundle, provider="cpu")
     with pytest.raises(InputError, match="shape"):
         model.classify(np.zeros((2, 32, 32), np.float32))
     with pytest.raises(InputError, match="shape"):
@@ -140,6 +140,6 @@ def test_wrong_shapes_and_empty_batches_are_input_errors(toy_bundle):
 def test_top_classes_ranks_and_breaks_ties_like_argmax():
     p = np.array([[0.1] * 10, [0.0, 0.2, 0.0, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0, 0.3]], np.float32)
     names = [f"c{i}" for i in range(10)]
-    ranked = inference.top_classes(p, names, 3)
+    ranked = bundle.top_classes(p, names, 3)
     assert [[c["label"] for c in r] for r in ranked] == [[0, 1, 2], [3, 9, 1]]
     assert ranked[1][0] == {"label": 3, "class": "c3", "probability": pytest.approx(0.5)}

@@ -4,7 +4,8 @@ from scipy import linalg
 from sklearn.decomposition import PCA
 from sklearn.neighbors import KernelDensity
 
-from fmnist.serve.inference import frechet_distance, kde_sample
+from fmnist.runtime.evaluation import frechet_distance
+from fmnist.runtime.sampling import kde_sample
 
 
 def test_kde_sampling_matches_scikit_learn_draw_for_draw():
@@ -35,8 +36,8 @@ def test_frechet_distance_matches_scipy_sqrtm():
 
 def test_bundle_samplers_reproduce_scikit_learn_from_the_pickle_free_arrays(tmp_path):
     """Fit real PCA and KernelDensity objects, store them as samplers.npz says, and sample through
-    Model: the same seed gives scikit-learn's samples, for both KDE samplers."""
-    from fmnist.serve.inference import Model
+    Bundle: the same seed gives scikit-learn's samples, for both KDE samplers."""
+    from fmnist.runtime.bundle import Bundle
     from tests.toybundle import build_toy_bundle
 
     latents = np.random.default_rng(3).normal(size=(150, 5)) * [3.0, 1.0, 0.5, 0.2, 0.1]
@@ -51,7 +52,7 @@ def test_bundle_samplers_reproduce_scikit_learn_from_the_pickle_free_arrays(tmp_
         "kde_latent_points": np.asarray(kde_latent.tree_.data),
         "kde_latent_bandwidth": kde_latent.bandwidth_,
     }
-    model = Model(build_toy_bundle(tmp_path / "b", samplers=arrays), provider="cpu")
+    model = Bundle(build_toy_bundle(tmp_path / "b", samplers=arrays), provider="cpu")
     for seed in (0, 11):
         assert np.array_equal(model.sample_latents(40, "kde", seed), kde_latent.sample(40, random_state=seed))
         want = pca.inverse_transform(kde_pca.sample(40, random_state=seed))

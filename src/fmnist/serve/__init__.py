@@ -1,1 +1,3 @@
-"""Inference from exported bundles: numpy, onnxruntime and Pillow only (no torch, no scikit-learn)."""
+"""The HTTP server: ``app`` (routes and lifespan), ``schemas``, ``multipart`` (upload parsing),
+``middleware`` (body limit, request metrics), ``batching``, ``metrics`` and ``settings``. It runs a
+bundle through :mod:`fmnist.runtime`; ``fmnist serve`` (:mod:`fmnist.cli.serve`) starts it."""

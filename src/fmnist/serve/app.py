@@ -19,272 +19,60 @@ Every client error is a 4xx with the body ``{"error": "<one line>"}``; a 500 mea
 import base64
 import gc
 import logging
-import time
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fmnist.errors import ConfigError, InputError
-from fmnist.serve import images
+from fmnist.errors import InputError
+from fmnist.runtime import images
+from fmnist.runtime.bundle import Bundle
+from fmnist.runtime.images import INVERT_CHOICES
 from fmnist.serve.batching import MicroBatcher
-from fmnist.serve.inference import DEFAULT_SAMPLER, MAX_GENERATE, SAMPLERS
 from fmnist.serve.metrics import CONTENT_TYPE, Metrics
+from fmnist.serve.middleware import BodyLimit, Observe
+from fmnist.serve.multipart import parse_multipart
+from fmnist.serve.schemas import (
+    ERRORS,
+    PNG_RESPONSE,
+    UPLOAD_BODY,
+    ClassifyResponse,
+    EncodeResponse,
+    ErrorResponse,
+    ImageFormat,
+    ImagesResponse,
+    generate_request,
+)
 from fmnist.serve.settings import Settings, from_env
 
 log = logging.getLogger("fmnist.serve")
 
-ImageFormat = Literal["png", "list", "png_base64"]
 # Images with more pixels are decoded in a worker thread so they cannot stall the event loop
 # (a 17 kB PNG can hold 12000x12000 pixels and take seconds to decode).
 _DECODE_INLINE_PIXELS = 256 * 256
+# Concurrency comes from many requests at once, so each onnxruntime call gets one thread.
+SERVER_THREADS = 1
 
 
-# --------------------------------------------------------------------------- response schemas
-
-
-class ClassifyResult(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
-
-    filename: str | None
-    label: int = Field(description="Class index 0..9.")
-    class_: str = Field(alias="class", description="Class name.")
-    probability: float = Field(description="Probability of `label`.")
-    probabilities: list[float] = Field(description="All 10 class probabilities, by index.")
-
-
-class ClassifyResponse(BaseModel):
-    results: list[ClassifyResult]
-
-
-class EncodeResult(BaseModel):
-    filename: str | None
-    latent: list[float]
-
-
-class EncodeResponse(BaseModel):
-    latent_dim: int
-    results: list[EncodeResult]
-
-
-class ImagesResponse(BaseModel):
-    results: list[dict[str, Any]] = Field(
-        description="Per image: `filename` (uploads only) and `image` ([28][28] floats, format "
-        "`list`) or `png` (base64, format `png_base64`)."
-    )
-
-
-class ErrorResponse(BaseModel):
-    error: str
-
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse, "description": text}
-    for code, text in [
-        (400, "Unusable input (e.g. not an image, truncated image)."),
-        (413, "Request body over the size limit."),
-        (415, "Wrong content type."),
-        (422, "Request failed validation (missing field, value out of range, unknown sampler)."),
-    ]
-}
-
-_UPLOAD_BODY = {
-    # `invert` is read by hand (like the body) to keep FastAPI's parameter machinery off the hot path
-    "parameters": [
-        {
-            "name": "invert",
-            "in": "query",
-            "required": False,
-            "schema": {"type": "string", "enum": ["auto", "yes", "no"], "default": "auto"},
-            "description": "Invert the image: auto decides from the border (as the CLI does).",
-        }
-    ],
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {
-                            "type": "array",
-                            "items": {"type": "string", "format": "binary"},
-                            "description": "One or more images (any format Pillow reads); "
-                            "repeat the field for several.",
-                        },
-                        "invert": {
-                            "type": "string",
-                            "enum": ["auto", "yes", "no"],
-                            "description": "Overrides the query parameter of the same name.",
-                        },
-                    },
-                }
-            }
-        },
-    },
-}
-_PNG_RESPONSE = {200: {"content": {"image/png": {}}, "description": "JSON, or a PNG grid."}}
-
-
-# --------------------------------------------------------------------------- uploads
-
-
-def parse_multipart(body: bytes, content_type: str, max_files: int) -> tuple[list, dict[str, str]]:
-    """A whole multipart/form-data body -> ([(filename, bytes) of each ``file`` upload], {field: text}).
-
-    The body is already in memory (at most ``--max-body-bytes``), so a split on the boundary does
-    what Starlette's streaming python-multipart parser does at a fraction of its per-request cost
-    (about 25 us against 200 us for one small PNG), which matters at 1,000 requests/s on 2 cores.
-    Header parameters are parsed by python-multipart's own ``parse_options_header``.
-
-    Raises:
-        InputError: no boundary, a truncated or malformed body, a text ``file`` field, too many files.
-    """
-    from python_multipart.multipart import parse_options_header
-
-    boundary = parse_options_header(content_type)[1].get(b"boundary")
-    if not boundary:
-        raise InputError("multipart/form-data content type without a boundary")
-    delimiter = b"--" + boundary
-    pos = body.find(delimiter)
-    if pos < 0:
-        raise InputError("malformed multipart body: the boundary never occurs")
-    files, fields = [], {}
-    pos += len(delimiter)
-    while not body.startswith(b"--", pos):  # "--boundary--" closes the body
-        line_end = body.find(b"\r\n", pos)
-        head_end = body.find(b"\r\n\r\n", line_end) if line_end >= 0 else -1
-        part_end = body.find(b"\r\n" + delimiter, head_end + 4) if head_end >= 0 else -1
-        if part_end < 0:
-            raise InputError("malformed or truncated multipart body")
-        disposition = None
-        for header in body[line_end + 2 : head_end].split(b"\r\n"):
-            name, _, value = header.partition(b":")
-            if name.strip().lower() == b"content-disposition":
-                disposition = value.decode("latin-1")
-        if disposition is None:
-            raise InputError("malformed multipart body: a part without Content-Disposition")
-        params = parse_options_header(disposition)[1]
-        name = params.get(b"name", b"").decode("utf-8", "replace")
-        data = body[head_end + 4 : part_end]
-        if b"filename" in params:
-            if name == "file":
-                if len(files) == max_files:
-                    raise InputError(f"too many files: at most {max_files} per request")
-                files.append((params[b"filename"].decode("utf-8", "replace"), data))
-        elif name == "file":
-            raise InputError("field `file` must be a file upload, not a text field")
-        elif len(fields) < 16:
-            fields[name] = data.decode("utf-8", "replace")
-        pos = part_end + 2 + len(delimiter)
-    return files, fields
-
-
-# --------------------------------------------------------------------------- middleware
-
-
-class _BodyTooLarge(HTTPException):
-    def __init__(self, limit: int, size: int | None = None) -> None:
-        got = f"of {size} bytes " if size is not None else ""
-        super().__init__(
-            413,
-            f"request body {got}is over the limit of {limit} bytes",
-            headers={"connection": "close"},
-        )
-
-
-class BodyLimit:
-    """413 for bodies over ``limit`` bytes: up front from Content-Length, without reading the
-    body, else as soon as the streamed bytes (chunked uploads) pass the limit."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                size = int(value) if value.isdigit() else None
-                if size is not None and size > self.limit:
-                    return await _error(send, _BodyTooLarge(self.limit, size))
-                break
-        seen = 0
-        limit = self.limit
-
-        async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise _BodyTooLarge(limit)
-            return message
-
-        await self.app(scope, counted, send)
-
-
-async def _error(send: Send, exc: HTTPException) -> None:
-    body = JSONResponse({"error": exc.detail}, exc.status_code, headers=exc.headers)
-    await body({"type": "http"}, _no_receive, send)
-
-
-async def _no_receive() -> Message:  # pragma: no cover - a JSONResponse never reads
-    return {"type": "http.disconnect"}
-
-
-class Observe:
-    """Count every request by route template and status and time it to its last byte."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app, self.metrics = app, metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        start = time.perf_counter()
-        status = 500  # if the app raises before answering, ServerErrorMiddleware sends a 500
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            route = scope.get("route")
-            self.metrics.observe_request(
-                getattr(route, "path", "(unmatched)"),
-                scope["method"],
-                status,
-                time.perf_counter() - start,
-            )
-
-
-# --------------------------------------------------------------------------- the app
+def load_bundle(bundle_dir: str | Path | None, provider: str) -> Bundle:
+    """The bundle as the server runs it: verified now, one onnxruntime thread per call."""
+    return Bundle(bundle_dir, provider, threads=SERVER_THREADS)
 
 
 def create_app(model_or_bundle_dir: Any = None, settings: Settings | None = None) -> FastAPI:
-    """Build the API around a loaded ``Model`` (or anything with its interface) or a bundle folder.
+    """Build the API around a loaded ``Bundle`` (or anything with its interface) or a bundle folder.
 
     A folder (or None: ``resolve_bundle_dir(None)``) is loaded and verified at startup, in the
     lifespan, so ``/readyz`` only turns ready once the model answers.
     """
     settings = settings or Settings()
-    if settings.max_generate > MAX_GENERATE:
-        raise ConfigError(f"--max-generate must be at most {MAX_GENERATE}, not {settings.max_generate}")
     metrics = Metrics()
     state: dict[str, Any] = {"model": None, "ready": False, "batchers": {}}
     if model_or_bundle_dir is None or isinstance(model_or_bundle_dir, (str, Path)):
@@ -295,10 +83,7 @@ def create_app(model_or_bundle_dir: Any = None, settings: Settings | None = None
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         if state["model"] is None:
-            from fmnist.serve.inference import Model
-            from fmnist.serve.server import SERVER_THREADS
-
-            state["model"] = await run_in_threadpool(Model, bundle_dir, settings.provider, SERVER_THREADS)
+            state["model"] = await run_in_threadpool(load_bundle, bundle_dir, settings.provider)
         model = state["model"]
         # First runs create sessions and allocate; do them before declaring ready.
         probe = np.zeros((1, 28, 28), np.float32)
@@ -355,7 +140,7 @@ def create_app(model_or_bundle_dir: Any = None, settings: Settings | None = None
         if not files:
             raise InputError("no `file` field: upload images as multipart field `file`")
         invert = fields.get("invert") or request.query_params.get("invert") or "auto"
-        if invert not in ("auto", "yes", "no"):
+        if invert not in INVERT_CHOICES:
             raise InputError(f"invert must be auto, yes or no, not {invert[:20]!r}")
         names, arrays = [], []
         for name, data in files:
@@ -378,7 +163,7 @@ def create_app(model_or_bundle_dir: Any = None, settings: Settings | None = None
         "/v1/classify",
         response_model=ClassifyResponse,
         responses=ERRORS,
-        openapi_extra=_UPLOAD_BODY,
+        openapi_extra=UPLOAD_BODY,
         tags=["model"],
     )
     async def classify(request: Request) -> Response:
@@ -403,7 +188,7 @@ def create_app(model_or_bundle_dir: Any = None, settings: Settings | None = None
         "/v1/encode",
         response_model=EncodeResponse,
         responses=ERRORS,
-        openapi_extra=_UPLOAD_BODY,
+        openapi_extra=UPLOAD_BODY,
         tags=["model"],
     )
     async def encode(request: Request) -> Response:
@@ -416,8 +201,8 @@ def create_app(model_or_bundle_dir: Any = None, settings: Settings | None = None
     @app.post(
         "/v1/reconstruct",
         response_model=ImagesResponse,
-        responses={**ERRORS, **_PNG_RESPONSE},
-        openapi_extra=_UPLOAD_BODY,
+        responses={**ERRORS, **PNG_RESPONSE},
+        openapi_extra=UPLOAD_BODY,
         tags=["model"],
     )
     async def reconstruct(
@@ -429,25 +214,12 @@ def create_app(model_or_bundle_dir: Any = None, settings: Settings | None = None
         y = await state["batchers"]["reconstruct"](x)  # [k,28,28]
         return await _images_response(y, names, format, request)
 
-    def generate_request_model() -> type[BaseModel]:
-        class GenerateRequest(BaseModel):
-            model_config = ConfigDict(extra="forbid")
-
-            n: int = Field(16, ge=1, le=settings.max_generate, description="Number of images.")
-            sampler: Literal[SAMPLERS] = Field(DEFAULT_SAMPLER, description="Latent sampler.")
-            seed: int = Field(0, ge=0, le=2**32 - 1, description="Same seed, same images.")
-            format: ImageFormat | None = Field(
-                None, description="png (a grid), list or png_base64; default from Accept."
-            )
-
-        return GenerateRequest
-
-    GenerateRequest = generate_request_model()
+    GenerateRequest = generate_request(settings.max_generate)
 
     @app.post(
         "/v1/generate",
         response_model=ImagesResponse,
-        responses={**ERRORS, **_PNG_RESPONSE},
+        responses={**ERRORS, **PNG_RESPONSE},
         tags=["model"],
         dependencies=[Depends(_require_json)],
     )

@@ -1,5 +1,7 @@
-"""Serving options, shared by ``fmnist serve`` (flags) and ``create_app`` (standard library only,
-so the CLI can show the defaults without importing FastAPI)."""
+"""Serving options, one dataclass field per ``fmnist serve`` flag: ``Settings`` (what the app runs
+with) and ``ServerSettings`` (how uvicorn runs it). The flags are made from these fields
+(:mod:`fmnist.cli.serve`), and every bound is checked here, in ``check``. Standard library only, so
+``fmnist --help`` shows the defaults without importing FastAPI or numpy."""
 
 from __future__ import annotations
 
@@ -10,39 +12,64 @@ from dataclasses import dataclass
 from typing import Any
 
 from fmnist.errors import ConfigError
+from fmnist.runtime.sessions import PROVIDERS
 
 # How `fmnist serve --workers N` hands the bundle and settings to its worker processes.
 ENV_VAR = "FMNIST_SERVE_CONFIG"
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")  # uvicorn's
+
+
+def option(
+    default: Any,
+    help: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    choices: tuple[str, ...] | None = None,
+) -> Any:
+    """A field with what its flag needs: the default, the help text and the allowed values."""
+    return dataclasses.field(default=default, metadata={"help": help, "low": low, "high": high, "choices": choices})
+
+
+def flag(name: str) -> str:
+    """The flag of field ``name``: ``max_pixels`` -> ``--max-pixels``."""
+    return "--" + name.replace("_", "-")
+
+
+def check(settings: Any) -> None:
+    """Raise ConfigError, naming the flag, for the first field outside its bounds or choices."""
+    for f in dataclasses.fields(settings):
+        value, low, high, choices = (getattr(settings, f.name), *map(f.metadata.get, ("low", "high", "choices")))
+        if low is not None and value < low:
+            raise ConfigError(f"{flag(f.name)} must be >= {low}, not {value}")
+        if high is not None and value > high:
+            raise ConfigError(f"{flag(f.name)} must be at most {high}, not {value}")
+        if choices is not None and value not in choices:
+            raise ConfigError(f"{flag(f.name)} must be one of {', '.join(choices)}, not {value!r}")
 
 
 @dataclass(frozen=True)
 class Settings:
-    """One field per ``fmnist serve`` flag."""
+    """What the app runs with: batching, request limits and the onnxruntime provider."""
 
-    batching: bool = True  # gather concurrent requests into one onnxruntime call
-    max_batch: int = 64  # most images per batched call
-    max_wait_ms: float = 1.0  # longest a request waits for others to join its batch
-    max_body_bytes: int = 4 * 1024 * 1024  # larger request bodies get 413
-    max_files: int = 64  # most images in one request
-    max_pixels: int = 2048 * 2048  # larger images (width x height, read from the header) get 400
-    max_generate: int = 1024  # largest n for /v1/generate (at most inference.MAX_GENERATE)
-    provider: str = "auto"  # onnxruntime provider when the app loads the bundle itself
+    batching: bool = option(True, "Gather concurrent requests into one model call.")
+    max_batch: int = option(64, "Most images per batched call.", low=1)
+    max_wait_ms: float = option(1.0, "Longest a request waits for others to join its batch, in ms.", low=0)
+    max_body_bytes: int = option(4 * 1024 * 1024, "Larger request bodies get 413 before they are read.", low=1024)
+    max_files: int = option(64, "Most images per request.", low=1)
+    max_pixels: int = option(
+        2048 * 2048, "Largest image (width x height, read from its header); larger ones get 400.", low=28 * 28
+    )
+    max_generate: int = option(1024, "Largest n for /v1/generate.", low=1)
+    provider: str = option("auto", "onnxruntime provider: auto, cpu or cuda.", choices=PROVIDERS)
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.max_batch >= 1, f"--max-batch must be >= 1, not {self.max_batch}"),
-            (self.max_wait_ms >= 0, f"--max-wait-ms must be >= 0, not {self.max_wait_ms}"),
-            (
-                self.max_body_bytes >= 1024,
-                f"--max-body-bytes must be >= 1024, not {self.max_body_bytes}",
-            ),
-            (self.max_files >= 1, f"--max-files must be >= 1, not {self.max_files}"),
-            (self.max_pixels >= 28 * 28, f"--max-pixels must be >= 784, not {self.max_pixels}"),
-            (self.max_generate >= 1, f"--max-generate must be >= 1, not {self.max_generate}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        check(self)
+        # Imported here, not at the top: the sampling module brings numpy, which --help does not need.
+        from fmnist.runtime.sampling import MAX_GENERATE
+
+        if self.max_generate > MAX_GENERATE:
+            raise ConfigError(f"--max-generate must be at most {MAX_GENERATE}, not {self.max_generate}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Settings:
@@ -51,6 +78,20 @@ class Settings:
         if unknown:
             raise ConfigError(f"unknown serve setting(s): {', '.join(unknown)}")
         return cls(**values)
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How uvicorn runs the app: where it listens, how many processes, what it logs."""
+
+    host: str = option("127.0.0.1", "Address to listen on.")
+    port: int = option(8000, "TCP port (0: any free one).", low=0, high=65535)
+    workers: int = option(1, "Server processes (each loads the bundle).", low=1)
+    access_log: bool = option(False, "Log every request (costs throughput).")
+    log_level: str = option("info", "uvicorn log level.", choices=LOG_LEVELS)
+
+    def __post_init__(self) -> None:
+        check(self)
 
 
 def to_env(bundle_dir: str, settings: Settings) -> None:

@@ -2,14 +2,12 @@
 
 Every array is numpy float32; images are (N, 28, 28) in [0, 1] (light garment on black),
 latents (N, d). Sessions are created on first use, so a command loads only the graphs it needs;
-``InferenceSession.run`` is thread-safe, so one Model serves many threads.
+``InferenceSession.run`` is thread-safe, so one Bundle serves many threads.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import sys
 import threading
 from pathlib import Path
 
@@ -17,78 +15,11 @@ import numpy as np
 
 from fmnist import artifacts
 from fmnist.errors import BundleError, InputError
+from fmnist.runtime.sampling import DEFAULT_SAMPLER, check_generate, kde_sample
+from fmnist.runtime.sessions import CPU, CUDA, choose_providers, first_line, notice, session_options
 
-SAMPLERS = ("kde", "kde-pca", "vae")
-DEFAULT_SAMPLER = "kde"
-MAX_GENERATE = 10_000
 BATCH = 512  # images per onnxruntime call
-PROVIDERS = ("auto", "cpu", "cuda")
-THREADS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
 LOG_2PI = math.log(2 * math.pi)
-
-
-def notice(message: str) -> None:
-    """One line on stderr that does not stop the command."""
-    print(f"fmnist: notice: {message}", file=sys.stderr)
-
-
-def first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def choose_providers(provider: str) -> list[str]:
-    """onnxruntime providers, by precedence, for ``--provider auto|cpu|cuda``.
-
-    auto takes CUDA when this onnxruntime offers it and is silent otherwise (a CPU-only install is
-    the normal case); cuda without a CUDA provider falls back to the CPU with a notice. A CUDA
-    provider that is offered but fails to start gets its notice in Model.session.
-    """
-    import onnxruntime as ort
-
-    if provider not in PROVIDERS:
-        raise InputError(f"--provider must be one of {', '.join(PROVIDERS)}, not {provider!r}")
-    if provider != "cpu" and CUDA in ort.get_available_providers():
-        return [CUDA, CPU]
-    if provider == "cuda":
-        notice("--provider cuda: this onnxruntime has no CUDA provider (pip install onnxruntime-gpu); using the CPU")
-    return [CPU]
-
-
-def session_options(threads: int | None = None):
-    """For a small box shared with other jobs: a few intra-op threads that sleep rather than spin
-    when idle, operators run one after another (the graphs are chains), all graph optimisations."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # errors only; warnings are not the user's business
-    options.intra_op_num_threads = threads or THREADS
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return options
-
-
-def kde_sample(points: np.ndarray, bandwidth: float, n: int, seed: int) -> np.ndarray:
-    """Gaussian-KDE samples, draw for draw what scikit-learn's KernelDensity.sample gives."""
-    rng = np.random.RandomState(seed)
-    u = rng.uniform(0, 1, size=n)
-    i = (u * points.shape[0]).astype(np.int64)
-    return np.atleast_2d(rng.normal(points[i], bandwidth))
-
-
-def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Frechet distance between Gaussians fitted to feature sets a and b (Heusel et al. 2017):
-    |mu_a - mu_b|^2 + tr(Sa + Sb - 2 (Sa Sb)^1/2), the trace term from the eigenvalues of
-    Sa^1/2 Sb Sa^1/2 (symmetric, so no complex square roots)."""
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    sa, sb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    w, v = np.linalg.eigh(sa)
-    root_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-    cross = np.sqrt(np.clip(np.linalg.eigvalsh(root_a @ sb @ root_a), 0, None)).sum()
-    return max(0.0, float(((mu_a - mu_b) ** 2).sum() + np.trace(sa) + np.trace(sb) - 2 * cross))
 
 
 def top_classes(probabilities: np.ndarray, class_names: list[str], k: int = 1) -> list[list[dict]]:
@@ -111,7 +42,7 @@ def as_images(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(images)
 
 
-class Model:
+class Bundle:
     """One verified bundle; its sessions are created on first use and shared by all threads."""
 
     def __init__(self, folder: Path | str | None = None, provider: str = "auto", threads: int | None = None) -> None:
@@ -223,10 +154,3 @@ class Model:
         ll = (-0.5 * ((x - recon) / math.exp(log_scale)) ** 2 - log_scale - 0.5 * LOG_2PI).reshape(len(x), -1).sum(1)
         kl = -0.5 * (1 + logvar - mean**2 - np.exp(logvar)).sum(1)
         return ll - kl
-
-
-def check_generate(n: int, sampler: str) -> None:
-    if not 1 <= n <= MAX_GENERATE:
-        raise InputError(f"n must be between 1 and {MAX_GENERATE}, not {n}")
-    if sampler not in SAMPLERS:
-        raise InputError(f"unknown sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")

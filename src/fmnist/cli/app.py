@@ -452,18 +452,8 @@ def report(
     typer.echo(f"report: {len(made.figures)} figures -> {target / 'report.html'}")
 
 
-from fmnist.serve import commands as _inference_commands  # noqa: E402
-from fmnist.serve import server as _server  # noqa: E402
+from fmnist.cli import inference as _inference  # noqa: E402
+from fmnist.cli import serve as _serve  # noqa: E402
 
-_inference_commands.register(app)  # generate, classify, reconstruct, encode, evaluate
-_server.register(app)  # serve
-
-
-def main() -> None:
-    from fmnist.__main__ import main as fmnist_main
-
-    fmnist_main()
-
-
-if __name__ == "__main__":
-    main()
+_inference.register(app)  # generate, classify, reconstruct, encode, evaluate
+_serve.register(app)  # serve

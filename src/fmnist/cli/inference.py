@@ -25,17 +25,17 @@ SAMPLER_HELP = (
 )
 
 
-def _model(artifacts: Path | None, provider: str):
-    from fmnist.serve.inference import Model
+def _bundle(artifacts: Path | None, provider: str):
+    from fmnist.runtime.bundle import Bundle
 
-    return Model(artifacts, provider)
+    return Bundle(artifacts, provider)
 
 
 def _load_all(paths: list[Path], invert: str):
     """(loaded paths, images (N, 28, 28), errors). One bad file is reported, the rest go on."""
     import numpy as np
 
-    from fmnist.serve.images import expand_inputs, load_image
+    from fmnist.runtime.images import expand_inputs, load_image
 
     good, images, errors = [], [], []
     for path in expand_inputs(paths):
@@ -71,8 +71,8 @@ def generate(n: int, sampler: str, seed: int, out: Path, artifacts: Path | None,
     """Generate new garments from the bundle's latent samplers."""
     import numpy as np
 
-    from fmnist.serve.images import png_bytes, to_png, to_uint8
-    from fmnist.serve.inference import check_generate
+    from fmnist.runtime.images import png_bytes, to_png, to_uint8
+    from fmnist.runtime.sampling import check_generate
 
     check_generate(n, sampler)
     folder = out.suffix.lower() not in (".png", ".npy")
@@ -80,7 +80,7 @@ def generate(n: int, sampler: str, seed: int, out: Path, artifacts: Path | None,
         raise InputError(f"--out {out}: give a .png (one grid), a .npy or a folder (a name without a suffix)")
     if not folder:
         _output_file(out, (".png", ".npy"))
-    images = _model(artifacts, provider).generate(n, sampler, seed)
+    images = _bundle(artifacts, provider).generate(n, sampler, seed)
     if out.suffix.lower() == ".png":
         out.write_bytes(to_png(images))
     elif out.suffix.lower() == ".npy":
@@ -95,11 +95,11 @@ def generate(n: int, sampler: str, seed: int, out: Path, artifacts: Path | None,
 
 def classify(images: list[Path], top_k: int, as_json: bool, invert: str, artifacts: Path | None, provider: str) -> int:
     """Classify images: the garment class and its probability."""
-    from fmnist.serve.inference import top_classes
+    from fmnist.runtime.bundle import top_classes
 
     if not 1 <= top_k <= 10:
         raise InputError(f"--top-k must be between 1 and 10, not {top_k}")
-    model = _model(artifacts, provider)
+    model = _bundle(artifacts, provider)
     paths, batch, errors = _load_all(images, invert)
     rows = []
     for path, ranked in zip(paths, top_classes(model.classify(batch), model.class_names, top_k), strict=True):
@@ -115,10 +115,10 @@ def reconstruct(images: list[Path], out: Path, invert: str, artifacts: Path | No
     """Reconstruct images through the autoencoder; prints each image's MSE."""
     import numpy as np
 
-    from fmnist.serve.images import to_png
+    from fmnist.runtime.images import to_png
 
     _output_file(out, (".png",))
-    model = _model(artifacts, provider)
+    model = _bundle(artifacts, provider)
     paths, batch, errors = _load_all(images, invert)
     recon = model.reconstruct(batch)
     out.write_bytes(to_png(np.concatenate([batch, recon]), columns=len(batch)))
@@ -136,7 +136,7 @@ def encode(
 
     if out is not None:
         _output_file(out, (".npy",))
-    model = _model(artifacts, provider)
+    model = _bundle(artifacts, provider)
     paths, batch, errors = _load_all(images, invert)
     latents = model.encode(batch)
     if out is not None:
@@ -153,12 +153,11 @@ def encode(
 def evaluate(data_dir: Path | None, as_json: bool, seed: int, artifacts: Path | None, provider: str) -> int:
     """Evaluate the bundle alone on the official test set: AE MSE, accuracy, VAE ELBO, sample quality."""
     from fmnist.config import default_data_dir
-    from fmnist.serve.evaluation import evaluate as run_evaluation
-    from fmnist.serve.evaluation import load_test_set
+    from fmnist.runtime.evaluation import evaluate_bundle, load_test_set
 
-    model = _model(artifacts, provider)
+    model = _bundle(artifacts, provider)
     images, labels = load_test_set(data_dir or default_data_dir())
-    result = run_evaluation(model, images, labels, seed)
+    result = evaluate_bundle(model, images, labels, seed)
     if as_json:
         print(json.dumps(result, indent=2))
         return 0
@@ -189,8 +188,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _bundle_options(p: argparse.ArgumentParser, images: bool) -> None:
-    from fmnist.serve.images import INVERT_CHOICES
-    from fmnist.serve.inference import PROVIDERS
+    from fmnist.runtime.images import INVERT_CHOICES
+    from fmnist.runtime.sessions import PROVIDERS
 
     if images:
         images_help = "image files (any format Pillow reads) or folders of them"
@@ -222,7 +221,7 @@ def _json_flag(p: argparse.ArgumentParser, help: str) -> None:
 
 def build_parser(name: str) -> argparse.ArgumentParser:
     """The parser of inference command ``name`` (one of COMMANDS)."""
-    from fmnist.serve.inference import MAX_GENERATE
+    from fmnist.runtime.sampling import MAX_GENERATE
 
     parsers = {}
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from fmnist.errors import DataError
-from fmnist.serve.inference import SAMPLERS, Model, frechet_distance
+from fmnist.runtime.bundle import Bundle
+from fmnist.runtime.sampling import SAMPLERS
 
 GENERATED = 2000  # images per sampler for the sample-quality figures
 
@@ -46,28 +47,44 @@ def load_test_set(root: Path) -> tuple[np.ndarray, np.ndarray]:
     return images.astype(np.float32) / 255.0, labels
 
 
-def sampler_quality(model: Model, real_features: np.ndarray, sampler: str, n: int, seed: int) -> dict:
-    images = model.generate(n, sampler, seed)
-    _, probabilities, features = model.run("classifier", images[:, None])
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Frechet distance between Gaussians fitted to feature sets a and b (Heusel et al. 2017):
+    |mu_a - mu_b|^2 + tr(Sa + Sb - 2 (Sa Sb)^1/2), the trace term from the eigenvalues of
+    Sa^1/2 Sb Sa^1/2 (symmetric, so no complex square roots)."""
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    sa, sb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    w, v = np.linalg.eigh(sa)
+    root_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    cross = np.sqrt(np.clip(np.linalg.eigvalsh(root_a @ sb @ root_a), 0, None)).sum()
+    return max(0.0, float(((mu_a - mu_b) ** 2).sum() + np.trace(sa) + np.trace(sb) - 2 * cross))
+
+
+def sampler_quality(bundle: Bundle, real_features: np.ndarray, sampler: str, n: int, seed: int) -> dict:
+    images = bundle.generate(n, sampler, seed)
+    _, probabilities, features = bundle.run("classifier", images[:, None])
     counts = np.bincount(probabilities.argmax(1), minlength=10) / n
     return {
         "frechet_distance": frechet_distance(real_features, features),
         "mean_top_probability": float(probabilities.max(1).mean()),
-        "class_spread": {name: float(c) for name, c in zip(model.class_names, counts, strict=True)},
+        "class_spread": {name: float(c) for name, c in zip(bundle.class_names, counts, strict=True)},
     }
 
 
-def evaluate(model: Model, images: np.ndarray, labels: np.ndarray, seed: int = 0, generated: int = GENERATED) -> dict:
-    recon = model.reconstruct(images)
-    _, probabilities, features = model.run("classifier", images[:, None])
+def evaluate_bundle(
+    bundle: Bundle, images: np.ndarray, labels: np.ndarray, seed: int = 0, generated: int = GENERATED
+) -> dict:
+    """What ``fmnist evaluate`` prints: reconstruction MSE, accuracy (overall and per class), VAE ELBO
+    and, per sampler, the Frechet distance of ``generated`` samples in the classifier's feature space."""
+    recon = bundle.reconstruct(images)
+    _, probabilities, features = bundle.run("classifier", images[:, None])
     predicted = probabilities.argmax(1)
     # None for a class with no test images (only in a cut-down test set)
     per_class = [float((predicted[labels == k] == k).mean()) if (labels == k).any() else None for k in range(10)]
     return {
         "reconstruction_mse": float(((recon - images) ** 2).mean()),
         "classifier_accuracy": float((predicted == labels).mean()),
-        "per_class_accuracy": dict(zip(model.class_names, per_class, strict=True)),
-        "vae_elbo": float(model.vae_elbo(images, seed).mean()),
-        "samplers": {s: sampler_quality(model, features, s, generated, seed) for s in SAMPLERS},
+        "per_class_accuracy": dict(zip(bundle.class_names, per_class, strict=True)),
+        "vae_elbo": float(bundle.vae_elbo(images, seed).mean()),
+        "samplers": {s: sampler_quality(bundle, features, s, generated, seed) for s in SAMPLERS},
         "test_images": len(images),
     }

@@ -1,0 +1,90 @@
+"""``fmnist serve``: the HTTP API (:mod:`fmnist.serve.app`) under uvicorn.
+
+Every flag but ``--artifacts`` is made from a field of ``Settings`` or ``ServerSettings``, so a
+new setting is a new flag and cannot be dropped on the way to the app. uvicorn, FastAPI and
+onnxruntime are imported inside the command so ``fmnist --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from fmnist.errors import report_errors
+from fmnist.serve.settings import ServerSettings, Settings, flag
+
+# Seconds SIGTERM waits for in-flight requests before closing their connections.
+GRACEFUL_SHUTDOWN_S = 30
+# The rich help panel of each dataclass's flags.
+PANELS = {Settings: "App", ServerSettings: "Server"}
+
+Artifacts = Annotated[
+    Path | None,
+    typer.Option(
+        "--artifacts",
+        help="Bundle folder. (default: $FMNIST_ARTIFACTS, else ./artifacts if it holds a bundle, else the bundled one)",
+    ),
+]
+
+
+def flag_parameters(cls: type) -> list[inspect.Parameter]:
+    """One keyword parameter per field of ``cls``: its flag (``--x/--no-x`` for a bool), default and help."""
+    params = []
+    for f in dataclasses.fields(cls):
+        decl = flag(f.name)
+        if isinstance(f.default, bool):
+            decl = f"{decl}/--no-{decl[2:]}"
+        option = typer.Option(decl, help=f.metadata["help"], rich_help_panel=PANELS[cls])
+        annotation = Annotated[type(f.default), option]
+        params.append(
+            inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=annotation)
+        )
+    return params
+
+
+def pick(cls: type, values: dict[str, Any]) -> Any:
+    """An instance of ``cls`` from the flag values that are its fields (validated by ``cls``)."""
+    return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls)})
+
+
+def serve(artifacts: Path | None = None, **values: Any) -> None:
+    """Serve the bundle over HTTP: classify, encode, reconstruct, generate, health and metrics.
+
+    API schema at /openapi.json and /docs once running.
+    """
+    run(artifacts, pick(Settings, values), pick(ServerSettings, values))
+
+
+def run(artifacts: Path | None, settings: Settings, server: ServerSettings) -> None:
+    """Start uvicorn: in this process with the bundle loaded here, or ``server.workers`` processes."""
+    import uvicorn
+
+    from fmnist.artifacts import load_manifest, resolve_bundle_dir
+    from fmnist.serve import settings as settings_env
+
+    bundle_dir = resolve_bundle_dir(artifacts)
+    options = dataclasses.asdict(server) | {"timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S}
+    if server.workers == 1:
+        from fmnist.serve.app import create_app, load_bundle
+
+        del options["workers"]
+        # Loaded here, not in the lifespan, so a broken bundle is one line and exit code 2.
+        uvicorn.run(create_app(load_bundle(bundle_dir, settings.provider), settings), **options)
+    else:
+        load_manifest(bundle_dir)  # fail before starting workers that would all fail
+        settings_env.to_env(str(bundle_dir), settings)
+        uvicorn.run("fmnist.serve.app:create_app_from_env", factory=True, **options)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``fmnist serve`` to the Typer app, with the flags of both settings dataclasses."""
+    command = report_errors(serve)
+    artifacts = inspect.Parameter("artifacts", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Artifacts)
+    command.__signature__ = inspect.Signature(
+        [artifacts, *flag_parameters(Settings), *flag_parameters(ServerSettings)], return_annotation=None
+    )
+    app.command("serve")(command)
