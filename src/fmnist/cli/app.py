@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from fmnist.cli.outputs import check_folder
 from fmnist.config import ARCHS, DEFAULTS, MODELS
 from fmnist.errors import ConfigError, report_errors
 from fmnist.training.search_space import HEARTBEAT_S, PRUNERS, SEARCHED, TARGETS, TUNE_EPOCHS
@@ -156,8 +157,9 @@ def train(
 ) -> None:
     """Train the AE, the classifier on its frozen encoder, and the VAE (checkpoints, metrics CSV, summary)."""
     from fmnist.config import Config
-    from fmnist.training.run import Hardware, train_models
+    from fmnist.training.run import Hardware, new_run_dir, train_models
 
+    check_folder(run_dir if run_dir is not None else new_run_dir(), "--run-dir")
     base = Config.from_json(params) if params else DEFAULTS
     if from_study:
         base = _study_config(params, storage, study_name)
@@ -322,9 +324,10 @@ def tune(
     Retrain the best: fmnist train --params RUN/best_params.json, or --from-study --storage RUN.
     """
     from fmnist.config import Config
-    from fmnist.training.run import Hardware
+    from fmnist.training.run import Hardware, new_run_dir
     from fmnist.training.tuning import tune as run_tune
 
+    check_folder(run_dir if run_dir is not None else new_run_dir(), "--run-dir")
     base = Config.from_json(params) if params else DEFAULTS
     overrides = dict(
         limit_train=limit_train,
@@ -380,6 +383,9 @@ def export(
     from fmnist.config import default_data_dir
     from fmnist.export.bundle import export_bundle, latest_run
 
+    check_folder(out)
+    if out.exists():  # the new bundle is written next to it, then renamed into its place
+        check_folder(out.parent)
     run = run_dir if run_dir is not None else latest_run()
     manifest = export_bundle(
         run,
@@ -433,6 +439,7 @@ def report(
 
     run = run_dir if run_dir is not None else latest_run()
     target = out if out is not None else run / "report"
+    check_folder(target)
     made = make_report(
         run,
         target,
