@@ -10,11 +10,16 @@ options ``fmnist serve`` gives it (the guarded protocol, the shutdown bound).
 from __future__ import annotations
 
 import io
+import os
+import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
+import httpx
 import numpy as np
 from PIL import Image
 
@@ -132,6 +137,48 @@ class ThreadServer:
         self.server.should_exit = True
         self.thread.join(10)
         self.sock.close()
+
+
+def start_serve(bundle: Path, *args: str, fd_limits: tuple[int, int | None] | None = None):
+    """``fmnist serve`` on a free port, started with open-file limits (soft, hard; None: as now)."""
+    port = free_port()
+
+    def lower_limits() -> None:  # as a shell with a low `ulimit -n` would start it
+        import resource
+
+        if fd_limits is not None:
+            soft, hard = fd_limits
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard or resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fmnist", "serve", "--artifacts", str(bundle), "--port", str(port),
+         "--provider", "cpu", *args],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=lower_limits,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz").status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"fmnist serve did not start: {proc.communicate()[0].decode()}")
+        time.sleep(0.1)
+
+
+def stop(proc: subprocess.Popen) -> str:
+    """SIGTERM (a kill after 15 s), then everything the server printed."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return proc.communicate()[0].decode()
 
 
 if __name__ == "__main__":  # python serve_fakes.py PORT DELAY [DRAIN]: serve FakeModel(DELAY)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serve_fakes import FakeModel, ThreadServer, free_port, png
+from serve_fakes import FakeModel, ThreadServer, free_port, png, start_serve, stop
 
 from fmnist.errors import ConfigError
 from fmnist.serve.app import create_app
@@ -156,45 +156,6 @@ def test_the_cap_stays_below_the_open_file_limit(capsys):
 
 
 # --------------------------------------------------------------------------- fmnist serve
-
-
-def start_serve(bundle: Path, *args: str, fd_limits: tuple[int, int | None] | None = None):
-    """``fmnist serve`` on a free port, started with open-file limits (soft, hard; None: as now)."""
-    port = free_port()
-
-    def lower_limits() -> None:  # as a shell with a low `ulimit -n` would start it
-        if fd_limits is not None:
-            soft, hard = fd_limits
-            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard or resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
-
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fmnist", "serve", "--artifacts", str(bundle), "--port", str(port),
-         "--provider", "cpu", *args],
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=lower_limits,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz").status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(proc.communicate()[0].decode())
-        time.sleep(0.1)
-
-
-def stop(proc: subprocess.Popen) -> str:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    return proc.communicate()[0].decode()
 
 
 IDLE = 500  # the README's figure, 5,000, comes from benchmarks/idle_connections.py

@@ -19,7 +19,7 @@ import pytest
 
 pytest.importorskip("schemathesis", reason="schemathesis is a dev dependency: pip install -e '.[dev]'")
 
-from test_connections import start_serve, stop  # noqa: E402
+from serve_fakes import start_serve, stop  # noqa: E402
 
 EXAMPLES = 20  # per route and phase; about 250 requests in all
 

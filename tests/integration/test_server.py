@@ -33,7 +33,7 @@ from fmnist import CLASS_NAMES
 from fmnist.runtime import images
 from fmnist.runtime.sampling import SAMPLERS
 from fmnist.serve.app import create_app
-from fmnist.serve.settings import ServerSettings, Settings
+from fmnist.serve.settings import ConnectionSettings, ServerSettings, Settings
 
 LIMIT = 64 * 1024  # body limit of the test server
 SETTINGS = Settings(max_body_bytes=LIMIT, max_files=8, max_generate=64, max_batch=16, max_wait_ms=2)
@@ -478,6 +478,10 @@ def test_serve_command_flags_and_errors(tmp_path):
         "--max-batch",
         "--max-wait-ms",
         "--max-body-bytes",
+        "--header-timeout",
+        "--body-timeout",
+        "--max-connections",
+        "--shutdown-drain",
     ):
         assert flag in out
     r = runner.invoke(app, ["serve", "--workers", "2", "--artifacts", str(tmp_path / "none")])
@@ -551,6 +555,21 @@ def test_every_server_flag_reaches_uvicorn(started, toy_bundle, field):
     if want["workers"] == 1:
         del want["workers"]  # one process: uvicorn runs the app object itself
     assert {k: started["options"][k] for k in want} == want
+
+
+@pytest.mark.parametrize("field", dataclasses.fields(ConnectionSettings), ids=lambda f: f.name)
+def test_every_connection_flag_reaches_the_protocol(started, toy_bundle, field):
+    from typer.testing import CliRunner
+
+    from fmnist.cli.app import app
+    from fmnist.serve.connections import SHUTDOWN_GRACE_S, fit_guard, raise_fd_limit
+
+    value = other_value(field)
+    r = CliRunner().invoke(app, ["serve", "--artifacts", str(toy_bundle), *cli_args(field.name, value)])
+    assert r.exit_code == 0, r.output
+    want = dataclasses.replace(ConnectionSettings(), **{field.name: value})
+    assert started["options"]["http"].keywords["guard"] == fit_guard(want, raise_fd_limit())
+    assert started["options"]["timeout_graceful_shutdown"] == want.shutdown_drain + SHUTDOWN_GRACE_S
 
 
 def test_serve_max_pixels_refuses_larger_uploads_with_400(started, toy_bundle):
