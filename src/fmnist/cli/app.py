@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from fmnist.config import ARCHS, DEFAULTS, MODELS
+from fmnist.config import ARCHS, DEFAULT_EPOCHS, DEFAULTS, MODELS
 from fmnist.errors import ConfigError, report_errors
 from fmnist.training.search_space import HEARTBEAT_S, PRUNERS, SEARCHED, TARGETS, TUNE_EPOCHS
 
@@ -41,7 +41,12 @@ RunDir = Annotated[
 ]
 Epochs = Annotated[
     int | None,
-    typer.Option("--epochs", help="Epochs for every model trained. (default: AE 100, classifier 30, VAE 100)"),
+    typer.Option(
+        "--epochs",
+        help="Epochs for every model trained. (default: "
+        + ", ".join(f"{m} {n}" for m, n in DEFAULT_EPOCHS.items())
+        + ")",
+    ),
 ]
 LimitTrain = Annotated[
     int | None,
@@ -64,7 +69,24 @@ Download = Annotated[
 Unfreeze = Annotated[
     bool | None,
     typer.Option(
-        "--unfreeze/--freeze", help="Fine-tune the encoder end to end (encoder lr scaled down). (default: freeze)"
+        "--unfreeze/--freeze",
+        help="The classifier fine-tunes its encoder end to end (encoder lr scaled down); the head model "
+        "always keeps it frozen. (default: unfreeze)",
+    ),
+]
+Augment = Annotated[
+    bool | None,
+    typer.Option(
+        "--augment/--no-augment",
+        help="Train the classifier on shifted, zoomed, turned, re-contrasted and blurred images. (default: augment)",
+    ),
+]
+VaeScale = Annotated[
+    str | None,
+    typer.Option(
+        "--vae-scale",
+        help="The VAE likelihood's shared scale: optimal (sigma-VAE closed form) or learned (by gradient, "
+        f"the seed's). {_d('vae_scale')}",
     ),
 ]
 Params = Annotated[
@@ -103,7 +125,9 @@ def _parse_model(model: str) -> tuple[str, ...]:
 @app.command()
 @report_errors
 def train(
-    model: Annotated[str, typer.Option("--model", help="ae, classifier, vae, or all (in that order).")] = "all",
+    model: Annotated[
+        str, typer.Option("--model", help="ae, head, classifier, vae, or all (in that order).")
+    ] = "all",
     data_dir: DataDir = None,
     run_dir: RunDir = None,
     epochs: Epochs = None,
@@ -122,6 +146,8 @@ def train(
         int | None, typer.Option("--head-width", help=f"Classifier hidden width h. {_d('head_width')}")
     ] = None,
     unfreeze: Unfreeze = None,
+    augment: Augment = None,
+    vae_scale: VaeScale = None,
     iw_samples: Annotated[
         int | None, typer.Option("--iw-samples", help=f"Importance samples for the VAE's log p(x). {_d('iw_samples')}")
     ] = None,
@@ -154,7 +180,8 @@ def train(
     precision: Precision = None,
     progress: Progress = True,
 ) -> None:
-    """Train the AE, the classifier on its frozen encoder, and the VAE (checkpoints, metrics CSV, summary)."""
+    """Train the AE, a head on its frozen encoder (the seed's experiment), the classifier fine-tuned end
+    to end on augmented images (the one a bundle serves), and the VAE; checkpoints, metrics CSV, summary."""
     from fmnist.config import Config
     from fmnist.training.run import Hardware, train_models
 
@@ -176,6 +203,8 @@ def train(
         arch=arch,
         head_width=head_width,
         unfreeze=unfreeze,
+        augment=augment,
+        vae_scale=vae_scale,
         iw_samples=iw_samples,
     )
     hardware = Hardware(accelerator, devices, strategy, precision, progress)

@@ -28,6 +28,15 @@ def gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, log_scale: torc
     return ll.flatten(1).sum(1)
 
 
+def optimal_log_scale(x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """The shared log standard deviation that maximises the Gaussian likelihood of ``x`` given
+    ``mean``: log sqrt(MSE), the calibrated decoder of the sigma-VAE (Rybkin et al. 2021, eq. 5).
+
+    Kept out of the gradient: at this value the likelihood's derivative in the scale is zero.
+    """
+    return 0.5 * torch.log(F.mse_loss(mean, x).detach().clamp_min(1e-8))
+
+
 def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, diag exp(logvar)) || N(0, I)) in closed form, (B,).
 

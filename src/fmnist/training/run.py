@@ -140,7 +140,7 @@ def test_metrics(model_name: str, module, splits: data_mod.Splits, folder: Path)
     model = module.model
     if model_name == "ae":
         return {"test_" + k: v for k, v in evaluate.ae_metrics(model, splits.test).items()}
-    if model_name == "classifier":
+    if model_name in ("head", "classifier"):
         m = evaluate.classifier_metrics(model, splits.test)
         figures.save_confusion(m["confusion"], folder)
         return {"test_accuracy": m["accuracy"], "test_per_class_accuracy": m["per_class_accuracy"]}
@@ -149,13 +149,32 @@ def test_metrics(model_name: str, module, splits: data_mod.Splits, folder: Path)
     return {"test_" + k: v for k, v in m.items()}
 
 
-def _attach_encoder(module, ae_checkpoint: Path) -> None:
-    if not ae_checkpoint.is_file():
+def _require_ae(ae_checkpoint: Path | None, model_name: str) -> Path:
+    if ae_checkpoint is None or not ae_checkpoint.is_file():
         raise ConfigError(
-            f"the classifier needs a trained AE: {ae_checkpoint} not found (train --model ae first, or pass --ae-run)"
+            f"the {model_name} needs a trained AE: {ae_checkpoint} not found (train --model ae first, or pass --ae-run)"
         )
+    return ae_checkpoint
+
+
+def _start_from_ae(model_name: str, module, ae_checkpoint: Path | None) -> None:
+    """Copy the trained AE's weights in: its encoder into the classifiers; its trunk, last encoder
+    layer (as the mean head) and decoder into a VAE of the same shape when ``vae_from_ae``."""
+    if model_name in ("head", "classifier"):
+        ae = load_module("ae", str(_require_ae(ae_checkpoint, model_name)))
+        module.model.encoder.load_state_dict(ae.model.encoder.state_dict())
+        return
+    if not module.config.vae_from_ae or ae_checkpoint is None or not ae_checkpoint.is_file():
+        return
     ae = load_module("ae", str(ae_checkpoint))
-    module.model.encoder.load_state_dict(ae.model.encoder.state_dict())
+    vae = module.model
+    if ae.config.arch != module.config.arch or ae.config.latent_dim != module.config.latent_dim:
+        return
+    encoder, n = ae.model.encoder, len(ae.model.encoder) - 1  # the trunk, then Linear(width -> d)
+    vae.trunk[:n].load_state_dict(encoder[:n].state_dict())
+    if len(vae.trunk) == n:  # no hidden layer between trunk and heads: the AE's last layer is the mean's shape
+        vae.mean.load_state_dict(encoder[n].state_dict())
+    vae.decoder.load_state_dict(ae.model.decoder.state_dict())
 
 
 def fit_model(
@@ -174,8 +193,8 @@ def fit_model(
     L.seed_everything(config.seed, verbose=False)
     module_cls = MODULES[model_name]
     module = module_cls(config.to_dict())
-    if model_name == "classifier" and ckpt_path is None:
-        _attach_encoder(module, ae_checkpoint)
+    if model_name != "ae" and ckpt_path is None:
+        _start_from_ae(model_name, module, ae_checkpoint)
     trainer = make_trainer(config, folder, module_cls, hardware, callbacks)
     trainer.fit(module, datamodule=InMemoryData(splits, config), ckpt_path=ckpt_path)
     if trainer.interrupted:
