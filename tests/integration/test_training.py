@@ -33,11 +33,12 @@ def without_time(rows: list[dict]) -> list[dict]:
 
 def test_run_folder_layout(tiny_run):
     assert json.loads((tiny_run / "config.json").read_text())["epochs"] == 3
-    for model in ("ae", "classifier", "vae"):
+    for model in ("ae", "head", "classifier", "vae"):
         for name in ("best.ckpt", "last.ckpt", "metrics.csv", "summary.json"):
             assert (tiny_run / model / name).is_file(), (model, name)
-    for name in ("confusion_matrix.csv", "confusion_matrix.png"):
-        assert (tiny_run / "classifier" / name).stat().st_size > 500
+    for model in ("head", "classifier"):
+        for name in ("confusion_matrix.csv", "confusion_matrix.png"):
+            assert (tiny_run / model / name).stat().st_size > 500
     for name in ("samples.png", "reconstructions.png"):
         assert (tiny_run / "vae" / name).stat().st_size > 500
 
@@ -97,11 +98,16 @@ def test_classifier_summary_and_confusion_matrix(tiny_run):
         assert sum(float(v) for v in row[1:]) == pytest.approx(1.0, abs=1e-3)
 
 
-def test_frozen_classifier_keeps_the_ae_encoder(tiny_run):
-    ae = torch.load(tiny_run / "ae" / "best.ckpt", map_location="cpu", weights_only=False)["state_dict"]
-    clf = torch.load(tiny_run / "classifier" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+def test_the_head_keeps_the_ae_encoder_and_the_classifier_fine_tunes_it(tiny_run):
+    def state(model: str, name: str = "last.ckpt") -> dict:
+        return torch.load(tiny_run / model / name, map_location="cpu", weights_only=False)["state_dict"]
+
+    ae, head, clf = state("ae", "best.ckpt"), state("head"), state("classifier")
     enc = {k: v for k, v in ae.items() if k.startswith("model.encoder.")}
-    assert enc and all(torch.equal(v, clf[k]) for k, v in enc.items())
+    assert enc and all(torch.equal(v, head[k]) for k, v in enc.items())
+    assert not all(torch.equal(v, clf[k]) for k, v in enc.items())
+    config = torch.load(tiny_run / "head" / "last.ckpt", map_location="cpu", weights_only=False)["hyper_parameters"]
+    assert (config["config"]["unfreeze"], config["config"]["augment"]) == (False, False)
 
 
 def test_vae_summary_terms(tiny_run):

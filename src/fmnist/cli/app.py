@@ -125,9 +125,7 @@ def _parse_model(model: str) -> tuple[str, ...]:
 @app.command()
 @report_errors
 def train(
-    model: Annotated[
-        str, typer.Option("--model", help="ae, head, classifier, vae, or all (in that order).")
-    ] = "all",
+    model: Annotated[str, typer.Option("--model", help="ae, head, classifier, vae, or all (in that order).")] = "all",
     data_dir: DataDir = None,
     run_dir: RunDir = None,
     epochs: Epochs = None,

@@ -65,4 +65,3 @@ def augment(x: torch.Tensor, config: Config) -> torch.Tensor:
     contrast = _uniform(n, 1 - config.aug_contrast, 1 + config.aug_contrast, device).view(n, 1, 1, 1)
     brightness = _uniform(n, -config.aug_brightness, config.aug_brightness, device).view(n, 1, 1, 1)
     return (y * contrast + brightness).clamp_(0.0, 1.0)
-

@@ -233,5 +233,16 @@ class VAE(nn.Module):
         return self.decoder(z), z, mu, logvar
 
 
+def start_vae_from_ae(vae: VAE, ae: AutoEncoder) -> None:
+    """Copy a trained AE of the same arch and latent size into ``vae``: its trunk, its decoder, and
+    (when the VAE has no hidden layer between trunk and heads) its last encoder layer as the mean
+    head, so the VAE starts from sharp reconstructions instead of from noise."""
+    encoder, n = ae.encoder, len(ae.encoder) - 1  # the trunk, then Linear(width -> d)
+    vae.trunk[:n].load_state_dict(encoder[:n].state_dict())
+    if len(vae.trunk) == n:
+        vae.mean.load_state_dict(encoder[n].state_dict())
+    vae.decoder.load_state_dict(ae.decoder.state_dict())
+
+
 def build(model: str, config: Config) -> nn.Module:
     return {"ae": AutoEncoder, "head": Classifier, "classifier": Classifier, "vae": VAE}[model](config)

@@ -22,9 +22,15 @@ class _Base(L.LightningModule):
 
     def __init__(self, config: dict[str, Any]):
         super().__init__()
-        self.save_hyperparameters()
+        config = self.fixed_config(config)
+        self.save_hyperparameters({"config": config})  # what the model was built from, kept in the checkpoint
         self.config = Config.from_dict(config)
         self.model = models.build(self.model_name, self.config)
+
+    @staticmethod
+    def fixed_config(config: dict[str, Any]) -> dict[str, Any]:
+        """The config with whatever this model always sets (nothing, but for the head)."""
+        return config
 
     def _metrics(self, batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -97,8 +103,9 @@ class HeadModule(ClassifierModule):
 
     model_name = "head"
 
-    def __init__(self, config: dict[str, Any]):
-        super().__init__({**config, "unfreeze": False, "augment": False})
+    @staticmethod
+    def fixed_config(config: dict[str, Any]) -> dict[str, Any]:
+        return {**config, "unfreeze": False, "augment": False}
 
 
 # The likelihood scale's running estimate under vae_scale "optimal": the mean of many batches'
@@ -129,7 +136,8 @@ class VAEModule(_Base):
     def param_groups(self) -> list[dict]:
         if self.config.vae_scale == "learned":
             return super().param_groups()
-        return [{"params": [p for n, p in self.named_parameters() if not n.endswith("log_scale")], "lr": self.config.lr}]
+        fitted = [p for name, p in self.named_parameters() if not name.endswith("log_scale")]
+        return [{"params": fitted, "lr": self.config.lr}]
 
 
 MODULES: dict[str, type[_Base]] = {

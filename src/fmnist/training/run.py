@@ -14,7 +14,7 @@ import torch
 from fmnist.config import ENCODER_SHAPE, Config, default_data_dir
 from fmnist.errors import ConfigError, DataError
 from fmnist.training import data as data_mod
-from fmnist.training import evaluate, figures
+from fmnist.training import evaluate, figures, models
 from fmnist.training.callbacks import EpochSeed, MetricsCSV
 from fmnist.training.modules import MODULES, load_module
 
@@ -167,14 +167,8 @@ def _start_from_ae(model_name: str, module, ae_checkpoint: Path | None) -> None:
     if not module.config.vae_from_ae or ae_checkpoint is None or not ae_checkpoint.is_file():
         return
     ae = load_module("ae", str(ae_checkpoint))
-    vae = module.model
-    if ae.config.arch != module.config.arch or ae.config.latent_dim != module.config.latent_dim:
-        return
-    encoder, n = ae.model.encoder, len(ae.model.encoder) - 1  # the trunk, then Linear(width -> d)
-    vae.trunk[:n].load_state_dict(encoder[:n].state_dict())
-    if len(vae.trunk) == n:  # no hidden layer between trunk and heads: the AE's last layer is the mean's shape
-        vae.mean.load_state_dict(encoder[n].state_dict())
-    vae.decoder.load_state_dict(ae.model.decoder.state_dict())
+    if all(getattr(ae.config, k) == getattr(module.config, k) for k in ENCODER_SHAPE):
+        models.start_vae_from_ae(module.model, ae.model)
 
 
 def fit_model(
