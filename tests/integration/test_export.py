@@ -28,7 +28,10 @@ def test_bundle_files_and_manifest(tiny_bundle, tiny_run):
     assert manifest["latent_dim"] == 8 and len(manifest["class_names"]) == 10
     assert manifest["config"]["limit_train"] == 2000  # the run's config, not today's defaults
     summary = json.loads((tiny_run / "ae" / "summary.json").read_text())
-    assert manifest["metrics"]["reconstruction_mse"] == summary["test_mse"]
+    assert manifest["training_metrics"]["reconstruction_mse"] == summary["test_mse"]  # PyTorch, in the run
+    assert manifest["metrics"]["reconstruction_mse"] == pytest.approx(summary["test_mse"], rel=1e-4)  # onnxruntime
+    head = json.loads((tiny_run / "head" / "summary.json").read_text())
+    assert manifest["training_metrics"]["head_accuracy"] == head["test_accuracy"]
     assert {"torch", "onnx", "onnxruntime", "scikit-learn"} <= set(manifest["libraries"])
     assert manifest["provenance"]["run_dir"] == str(tiny_run.resolve())
     for name, entry in manifest["files"].items():

@@ -29,7 +29,8 @@ from fmnist.training import evaluate
 from fmnist.training import figures as train_figures
 from fmnist.training.modules import load_module
 
-MODELS = ("ae", "classifier", "vae")
+MODELS = ("ae", "classifier", "vae")  # what the report needs; the head's figures are shown when present
+SUMMARIES = ("ae", "head", "classifier", "vae")
 MAX_TSNE_POINTS = 10_000
 REFIT_KDE_POINTS = 2000
 N_SAMPLES = 64  # images per sampler grid (8 x 8)
@@ -38,8 +39,12 @@ INTERPOLATION_CLASSES = (0, 9)  # the first test T-shirt/top -> the first test A
 
 CURVES = {  # model: (title, [(y label, metrics.csv columns)])
     "ae": ("Autoencoder", [("loss (MSE + L1)", ["train_loss", "val_loss"]), ("MSE", ["train_mse", "val_mse"])]),
+    "head": (
+        "Head on the frozen encoder",
+        [("cross-entropy", ["train_loss", "val_loss"]), ("accuracy", ["train_acc", "val_acc"])],
+    ),
     "classifier": (
-        "Classifier",
+        "Classifier (fine-tuned, augmented)",
         [("cross-entropy", ["train_loss", "val_loss"]), ("accuracy", ["train_acc", "val_acc"])],
     ),
     "vae": (
@@ -278,7 +283,7 @@ def _fmt(v) -> str:
 def key_numbers(run_dir: Path) -> list[tuple[str, str, str]]:
     """(model, key, value) for every scalar in each model's summary.json."""
     rows = []
-    for model in MODELS:
+    for model in SUMMARIES:
         for k, v in read_summary(run_dir, model).items():
             if k != "model" and isinstance(v, int | float | str):
                 rows.append((model, k, _fmt(v)))
@@ -419,20 +424,16 @@ def make_report(
     normal = torch.randn(N_SAMPLES, config.latent_dim, generator=torch.Generator().manual_seed(seed))
     z_pca = samplers.pca.inverse_transform(samplers.kde_pca.sample(N_SAMPLES, random_state=seed))
     generated = {
-        "kde_pca": (decode(ae.decoder, z_pca), "kde-pca: KDE sample in PCA space -> inverse PCA -> AE decoder."),
+        "kde_pca": (decode(ae.decoder, z_pca), "kde-pca: KDE sample in PCA space -> inverse PCA -> AE decoder"),
         "kde": (
             decode(ae.decoder, samplers.kde_latent.sample(N_SAMPLES, random_state=seed)),
-            "kde: KDE sample of the full latent -> AE decoder.",
+            "kde: KDE sample of the full latent -> AE decoder",
         ),
-        "vae": (
-            decode(vae.decoder, normal),
-            "vae: z ~ N(0, I) -> VAE decoder.",
-        ),
+        "vae": (decode(vae.decoder, normal), "vae: z ~ N(0, I) -> VAE decoder"),
     }
     for name, (images, caption) in generated.items():
-        path = out / f"samples_{name.replace('_', '-')}.png"
-        train_figures.save_grid(torch.as_tensor(images).unsqueeze(1), path)
-        report.add(path, "Generated images", caption)
+        path = figures.sample_grid(images, caption, out / f"samples_{name.replace('_', '-')}.png")
+        report.add(path, "Generated images", caption + ".")
 
     a, b = (picks[k] for k in INTERPOLATION_CLASSES)
     pair = test.images[[a, b]]

@@ -171,7 +171,8 @@ def evaluate(data_dir: Path | None, as_json: bool, seed: int, artifacts: Path | 
     per_class = result["per_class_accuracy"]
     per_class = ", ".join(f"{name} {a:.3f}" for name, a in per_class.items() if a is not None)
     print(f"  per class            {per_class}")
-    print(f"  photo accuracy       {result['photo_accuracy']:.4f} ({result['photo_images']} test images as product photos)")
+    photos = result["photo_images"]
+    print(f"  photo accuracy       {result['photo_accuracy']:.4f} ({photos} test images as product photos)")
     print(f"  VAE ELBO             {result['vae_elbo']:.1f} nats/image")
     floors = result["frechet_floors"]
     print(

@@ -15,9 +15,6 @@ from fmnist.runtime.photos import photo_set
 from fmnist.runtime.reference import reference_features
 from fmnist.runtime.sampling import SAMPLERS
 
-# Every Frechet distance compares 10,000 images with the 10,000 test images: the estimate's bias
-# depends on the count, so the samplers and the floors use the same one.
-GENERATED = 10_000
 PHOTOS = 2000  # test images turned into product photos for the photo-set accuracy
 
 
@@ -96,13 +93,15 @@ def evaluate_bundle(
     labels: np.ndarray,
     train_images: np.ndarray,
     seed: int = 0,
-    generated: int = GENERATED,
+    generated: int | None = None,
     photos: int = PHOTOS,
 ) -> dict:
     """What ``fmnist evaluate`` prints: reconstruction MSE, accuracy (overall, per class, on the
     first ``photos`` test images as product photos), VAE ELBO and, per sampler, the Frechet distance
     of ``generated`` samples to the test images in the reference network's features, beside two
-    floors: training images and reconstructions of the test images, ``len(images)`` of each."""
+    floors: training images and reconstructions of the test images. The estimate's bias depends on
+    the count, so every set compared holds ``len(images)`` images unless ``generated`` says otherwise."""
+    generated = generated or len(images)
     recon = bundle.reconstruct(images)
     predicted = bundle.classify(images).argmax(1)
     real = reference_features(images)
