@@ -173,6 +173,9 @@ def evaluate(data_dir: Path | None, as_json: bool, seed: int, artifacts: Path | 
     print(f"  per class            {per_class}")
     photos = result["photo_images"]
     print(f"  photo accuracy       {result['photo_accuracy']:.4f} ({photos} test images as product photos)")
+    if result["head_accuracy_recorded"] is not None:
+        head = result["head_accuracy_recorded"]
+        print(f"  head, frozen encoder {head:.4f} (the seed's experiment; recorded by the training run)")
     print(f"  VAE ELBO             {result['vae_elbo']:.1f} nats/image")
     floors = result["frechet_floors"]
     print(

@@ -120,4 +120,6 @@ def evaluate_bundle(
         },
         "samplers": {s: sampler_quality(bundle, real, s, generated, seed) for s in SAMPLERS},
         "test_images": len(images),
+        # the head on the frozen encoder has no graph in the bundle: its figure as the run measured it
+        "head_accuracy_recorded": bundle.manifest.get("training_metrics", {}).get("head_accuracy"),
     }
