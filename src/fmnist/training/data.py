@@ -19,7 +19,7 @@ DOWNLOAD_TIMEOUT_S = 30
 
 @dataclass(frozen=True)
 class Split:
-    images: torch.Tensor  # (N, 28, 28) uint8
+    images: torch.Tensor  # (N, 28, 28) uint8; or (N, d) float latents, for a head on a frozen encoder
     labels: torch.Tensor  # (N,) int64
 
     def __len__(self) -> int:
@@ -139,7 +139,17 @@ class TensorBatches(torch.utils.data.Dataset):
         return len(self.split)
 
     def __getitem__(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return to_float(self.split.images[idx]), self.split.labels[idx]
+        x = self.split.images[idx]
+        return (to_float(x) if x.dtype == torch.uint8 else x), self.split.labels[idx]
+
+
+@torch.inference_mode()
+def encode_split(encoder: torch.nn.Module, split: Split, batch: int = 2000) -> Split:
+    """The split's images through a fixed encoder, as a Split of (N, d) latents: a head on a frozen
+    encoder then trains on 8 numbers per image instead of rerunning the encoder every epoch."""
+    encoder.eval()
+    latents = torch.cat([encoder(to_float(split.images[i : i + batch])) for i in range(0, len(split), batch)])
+    return Split(latents, split.labels)
 
 
 def batch_loader(split: Split, batch_size: int, seed: int, shuffle: bool, rank: int = 0, world: int = 1):

@@ -174,11 +174,15 @@ class AutoEncoder(nn.Module):
 
 
 class Head(nn.Module):
-    """Linear(d -> h) ReLU Linear(h -> 10); ``features`` is the hidden activation."""
+    """Linear(d -> h) ReLU [Linear(h -> h) ReLU] * (depth - 1) Linear(h -> 10); ``hidden`` gives
+    the last hidden activation (the bundle's classifier features)."""
 
-    def __init__(self, latent_dim: int, width: int, n_classes: int = 10):
+    def __init__(self, latent_dim: int, width: int, depth: int = 1, n_classes: int = 10):
         super().__init__()
-        self.hidden = nn.Sequential(nn.Linear(latent_dim, width), nn.ReLU())
+        layers = [nn.Linear(latent_dim, width), nn.ReLU()]
+        for _ in range(depth - 1):
+            layers += [nn.Linear(width, width), nn.ReLU()]
+        self.hidden = nn.Sequential(*layers)
         self.out = nn.Linear(width, n_classes)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -193,7 +197,7 @@ class Classifier(nn.Module):
         self.frozen = not config.unfreeze
         dropout = config.dropout if config.unfreeze else None
         self.encoder = encoder if encoder is not None else build_encoder(config.arch, config.latent_dim, dropout)
-        self.head = Head(config.latent_dim, config.head_width)
+        self.head = Head(config.latent_dim, *config.head_shape)
         if self.frozen:
             self.encoder.requires_grad_(False)
 

@@ -107,6 +107,13 @@ class HeadModule(ClassifierModule):
     def fixed_config(config: dict[str, Any]) -> dict[str, Any]:
         return {**config, "unfreeze": False, "augment": False}
 
+    def _metrics(self, batch):
+        z, y = batch
+        if z.ndim == 2:  # latents of the frozen encoder, computed once (data.encode_split)
+            logits = self.model.head(z)
+            return {"loss": F.cross_entropy(logits, y), "acc": (logits.argmax(1) == y).float().mean()}
+        return super()._metrics(batch)
+
 
 # The likelihood scale's running estimate under vae_scale "optimal": the mean of many batches'
 # closed-form values, not the last batch's alone.

@@ -187,8 +187,13 @@ def fit_model(
     L.seed_everything(config.seed, verbose=False)
     module_cls = MODULES[model_name]
     module = module_cls(config.to_dict())
-    if model_name != "ae" and ckpt_path is None:
+    if model_name != "ae" and (ckpt_path is None or model_name == "head"):  # the head encodes before resuming
         _start_from_ae(model_name, module, ae_checkpoint)
+    if model_name == "head":  # its encoder never changes: train on its latents, computed once
+        encoder = module.model.encoder
+        splits = data_mod.Splits(
+            data_mod.encode_split(encoder, splits.train), data_mod.encode_split(encoder, splits.val), splits.test
+        )
     trainer = make_trainer(config, folder, module_cls, hardware, callbacks)
     trainer.fit(module, datamodule=InMemoryData(splits, config), ckpt_path=ckpt_path)
     if trainer.interrupted:
