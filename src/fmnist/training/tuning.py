@@ -14,6 +14,8 @@ a killed process's trial failed instead of leaving it RUNNING for ever.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 import warnings
 from collections.abc import Callable
@@ -24,6 +26,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, Trial, TrialState
 
+from fmnist import runs
 from fmnist.config import Config, default_data_dir
 from fmnist.errors import ConfigError, DataError
 from fmnist.training import data as data_mod
@@ -210,6 +213,7 @@ def make_objective(
     *,
     ae_checkpoint: Path | None = None,
     pruning: bool = True,
+    data_dir: Path | None = None,
 ) -> Callable[[Trial], float]:
     """The objective: suggest from ``space`` into ``base``, train in the trial's folder, return the
     best epoch's validation metric (the other validation metrics of that epoch become user attrs)."""
@@ -224,8 +228,11 @@ def make_objective(
         trial_run = trial_folder(run_dir, trial.number)
         folder = trial_run / target.model
         folder.mkdir(parents=True, exist_ok=True)
-        (trial_run / run.CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        runs.write_json(trial_run / runs.CONFIG_FILE, config.to_dict())
+        if data_dir is not None:  # so `fmnist export --run-dir TRIAL` finds the data without --data-dir
+            runs.write_record(trial_run, data_dir=data_dir, models=(target.model,))
         trial.set_user_attr("folder", str(trial_run.resolve()))
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # which process of a shared study
         callbacks = (PyTorchLightningPruningCallback(trial, monitor=module_cls.objective),) if pruning else ()
         try:
             run.fit_model(
@@ -239,7 +246,7 @@ def make_objective(
             )
         except SystemExit:  # Lightning turns Ctrl+C into sys.exit(1); Optuna fails a trial on KeyboardInterrupt
             raise KeyboardInterrupt from None
-        row = run.best_row(folder, module_cls.objective, "min")
+        row = runs.best_row(folder, module_cls.objective, "min")
         for key, value in row.items():
             if key == "epoch" or key.startswith("val_"):
                 trial.set_user_attr("best_epoch" if key == "epoch" else key, value)
@@ -383,9 +390,10 @@ def tune(
         config = config.updated(**fixed)
     if data_dir is not None and not Path(data_dir).exists():
         raise DataError(f"--data-dir {data_dir} does not exist")
-    splits = validation_splits(data_dir or default_data_dir(), config, download)
+    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+    splits = validation_splits(data_dir, config, download)
 
-    run_dir = Path(run_dir) if run_dir is not None else run.new_run_dir()
+    run_dir = Path(run_dir) if run_dir is not None else runs.new_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     url = storage_url(storage, run_dir)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -412,7 +420,15 @@ def tune(
     torch.set_float32_matmul_precision("high")
     run.quiet_lightning()
     objective = make_objective(
-        target, space, config, splits, run_dir, hardware, ae_checkpoint=ae_checkpoint, pruning=pruner != "none"
+        target,
+        space,
+        config,
+        splits,
+        run_dir,
+        hardware,
+        ae_checkpoint=ae_checkpoint,
+        pruning=pruner != "none",
+        data_dir=data_dir,
     )
     study.optimize(objective, n_trials=trials, callbacks=[after_trial])
 
