@@ -399,6 +399,7 @@ def export(
         download=download,
         pca_components=pca_components,
         kde_points=kde_points,
+        log=typer.echo,
     )
     size = sum(f["size"] for f in manifest["files"].values())
     typer.echo(f"exported {run} -> {out} ({len(manifest['files'])} files, {size / 1e6:.1f} MB)")

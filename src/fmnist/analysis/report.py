@@ -123,6 +123,8 @@ def load_samplers(
     log(f"{reason}: refitting PCA/KDE on this run's encoded training images ({REFIT_KDE_POINTS} points per KDE)")
     start = time.perf_counter()
     s = fit_samplers(train_latents(), 2, REFIT_KDE_POINTS, seed)
+    for notice in s.notices:
+        log(f"notice: {notice}")
     log(f"refit done in {time.perf_counter() - start:.1f} s")
     return Samplers(s.pca, s.kde_pca, s.kde_latent, source=f"refitted here: {reason}")
 

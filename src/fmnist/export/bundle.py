@@ -7,18 +7,20 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
 import torch
 
-from fmnist import CLASS_NAMES, __version__, artifacts, runs
+from fmnist import CLASS_NAMES, __version__, artifacts, degenerate, runs
 from fmnist.config import Config
 from fmnist.errors import ConfigError
 from fmnist.export import install
 from fmnist.export.graphs import ClassifierGraph, VAEEncoderGraph, export_graph
 from fmnist.export.samplers import fit_samplers, save_samplers
 from fmnist.training import data as data_mod
+from fmnist.training import evaluate
 
 CHECK_IMAGES = 256  # real test images every graph is compared on
 LIBRARIES = ("torch", "lightning", "onnx", "onnxruntime", "onnxscript", "scikit-learn", "numpy", "joblib")
@@ -64,9 +66,28 @@ def write_graphs(modules: dict, check: torch.Tensor, folder: Path) -> dict[str, 
     return graphs
 
 
+def usability_notices(modules: dict, test: data_mod.Split) -> list[str]:
+    """Notices for a degenerate classifier or AE (fmnist.degenerate), measured on the test set."""
+    images = test.images.numpy() / 255.0
+    return degenerate.notices(
+        accuracy=evaluate.classifier_metrics(modules["classifier"].model, test)["accuracy"],
+        reconstruction_mse=evaluate.ae_metrics(modules["ae"].model, test)["mse"],
+        baseline_mse=degenerate.mean_image_mse(images),
+    )
+
+
 def export_bundle(
-    run_dir: Path, out: Path, *, data_dir: Path, download: bool, pca_components: int, kde_points: int
+    run_dir: Path,
+    out: Path,
+    *,
+    data_dir: Path,
+    download: bool,
+    pca_components: int,
+    kde_points: int,
+    log: Callable[[str], None] = print,
 ) -> dict:
+    """Export ``run_dir`` to the bundle ``out``; notices (a degenerate model, a KDE bandwidth at its
+    grid's edge) go to ``log``."""
     run_dir, out = Path(run_dir), Path(out)
     if out.exists() and not (out / artifacts.MANIFEST).is_file():
         raise ConfigError(f"--out {out} exists and is not an fmnist bundle; choose another folder")
@@ -80,12 +101,10 @@ def export_bundle(
     tmp = install.staging_dir(out)
     try:
         graphs = write_graphs(modules, check, tmp)
-        samplers = save_samplers(
-            fit_samplers(
-                runs.encode(modules["ae"].model.encoder, splits.train.images), pca_components, kde_points, config.seed
-            ),
-            tmp,
+        fitted = fit_samplers(
+            runs.encode(modules["ae"].model.encoder, splits.train.images), pca_components, kde_points, config.seed
         )
+        samplers = save_samplers(fitted, tmp)
         ae, clf, vae = (runs.read_summary(run_dir, m) for m in ("ae", "classifier", "vae"))
         manifest = artifacts.write_manifest(
             tmp,
@@ -125,4 +144,6 @@ def export_bundle(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    for notice in [*usability_notices(modules, splits.test), *fitted.notices]:
+        log(f"notice: {notice}")
     return manifest

@@ -152,13 +152,22 @@ def encode(
 
 def evaluate(data_dir: Path | None, as_json: bool, seed: int, artifacts: Path | None, provider: str) -> int:
     """Evaluate the bundle alone on the official test set: AE MSE, accuracy, VAE ELBO, sample quality."""
+    from fmnist import degenerate
     from fmnist.config import default_data_dir
     from fmnist.serve.evaluation import evaluate as run_evaluation
     from fmnist.serve.evaluation import load_test_set
+    from fmnist.serve.inference import notice
 
     model = _model(artifacts, provider)
-    images, labels = load_test_set(data_dir or default_data_dir())
+    recorded = model.manifest.get("provenance", {}).get("data_dir")  # the folder the bundle was exported with
+    images, labels = load_test_set(data_dir or default_data_dir(Path(recorded) if recorded else None))
     result = run_evaluation(model, images, labels, seed)
+    for line in degenerate.notices(
+        accuracy=result["classifier_accuracy"],
+        reconstruction_mse=result["reconstruction_mse"],
+        baseline_mse=degenerate.mean_image_mse(images),
+    ):
+        notice(line)
     if as_json:
         print(json.dumps(result, indent=2))
         return 0
@@ -264,7 +273,8 @@ def build_parser(name: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--data-dir",
         type=Path,
-        help="folder holding FashionMNIST/raw (default: $FMNIST_DATA, else $XDG_CACHE_HOME/fmnist or ~/.cache/fmnist)",
+        help="folder holding FashionMNIST/raw (default: $FMNIST_DATA, else the folder the bundle was exported with, "
+        "else $XDG_CACHE_HOME/fmnist or ~/.cache/fmnist)",
     )
     _json_flag(p, "print one JSON object")
     p.add_argument("--seed", type=int, default=0, help="seed for the VAE noise and the samplers (default: 0)")
