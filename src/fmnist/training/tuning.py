@@ -18,7 +18,8 @@ import os
 import socket
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from fmnist import runs
 from fmnist.config import Config, default_data_dir
 from fmnist.errors import ConfigError, DataError
 from fmnist.training import data as data_mod
-from fmnist.training import run
+from fmnist.training import run, study_plots
 from fmnist.training.modules import MODULES
 from fmnist.training.search_space import PRUNERS, TARGETS, TUNE_EPOCHS, Param, Target, parse_target, resolve_space
 
@@ -63,10 +64,13 @@ def validation_splits(root: Path, config: Config, download: bool) -> data_mod.Sp
 
 
 def storage_url(storage: str | None, run_dir: Path | None) -> str:
-    """``--storage`` as a SQLAlchemy URL: a URL as given, a path as a SQLite file (a folder: its
-    study.db), nothing as RUN/study.db."""
+    """``--storage`` as a SQLAlchemy URL: a URL as given (a bare ``postgresql://`` with the psycopg
+    driver of ``fmnist[postgres]``), a path as a SQLite file (a folder: its study.db), nothing as
+    RUN/study.db."""
     if storage is None:
         return f"sqlite:///{(Path(run_dir) / STUDY_FILE).resolve()}"
+    if storage.startswith("postgresql://"):  # SQLAlchemy's default driver for it is psycopg2
+        return "postgresql+psycopg://" + storage[len("postgresql://") :]
     if "://" in storage:
         return storage
     path = Path(storage)
@@ -107,8 +111,9 @@ def open_storage(url: str, *, heartbeat: int | None = None, must_exist: bool = F
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
-        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as e:
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as e:
             # two processes creating the tables of a new database at once: the loser retries
+            # (PostgreSQL runs this under creation_lock; other databases meet it here)
             racing = isinstance(e, sqlalchemy.exc.IntegrityError) or "already exists" in str(e) or "locked" in str(e)
             if not (racing and attempt < 4):
                 raise ConfigError(f"--storage {_shown(url)}: cannot open it ({_first_line(e)})") from None
@@ -116,6 +121,37 @@ def open_storage(url: str, *, heartbeat: int | None = None, must_exist: bool = F
         except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, RuntimeError) as e:
             raise ConfigError(f"--storage {_shown(url)}: cannot open it ({_first_line(e)})") from None
     raise AssertionError("unreachable")
+
+
+CREATION_LOCK = 0x666D6E697374  # "fmnist": the PostgreSQL advisory lock key of study creation
+
+
+@contextmanager
+def creation_lock(url: str) -> Iterator[None]:
+    """On PostgreSQL, one process at a time creates the tables and the study: ``CREATE TABLE`` and
+    ``CREATE TYPE`` from processes started together otherwise fail with "already exists". Other
+    databases rely on open_storage's retries (SQLite locks the whole file anyway)."""
+    import sqlalchemy
+
+    try:
+        postgres = sqlalchemy.engine.make_url(url).get_backend_name() == "postgresql"
+    except sqlalchemy.exc.ArgumentError:
+        postgres = False  # open_storage says what is wrong with the URL
+    if not postgres:
+        yield
+        return
+    try:
+        engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+        connection = engine.connect()
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError) as e:
+        raise ConfigError(f"--storage {_shown(url)}: cannot open it ({_first_line(e)})") from None
+    try:
+        # a session lock: the server drops it with the connection if this process dies holding it
+        connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": CREATION_LOCK})
+        yield
+    finally:
+        connection.close()
+        engine.dispose()
 
 
 def _first_line(e: BaseException) -> str:
@@ -285,13 +321,14 @@ def write_best(study: optuna.Study, out_dir: Path) -> Path | None:
     return path
 
 
-def save_plots(study: optuna.Study, out_dir: Path) -> tuple[list[Path], list[str]]:
+def save_plots(study: optuna.Study, out_dir: Path, objective: str = "objective") -> tuple[list[Path], list[str]]:
     """Optimisation history, parameter importances and slice plot as PNGs in ``out_dir``: the paths
     written and notices for the plots skipped (too few complete trials)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     from optuna.visualization import matplotlib as ovm
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -300,7 +337,7 @@ def save_plots(study: optuna.Study, out_dir: Path) -> tuple[list[Path], list[str
     varied = sorted(n for n in complete[0].params if len({t.params.get(n) for t in complete}) > 1)
     plots: dict[str, Callable[[], Any]] = {
         "history": lambda: ovm.plot_optimization_history(study),
-        "slice": lambda: ovm.plot_slice(study),
+        "slice": lambda: study_plots.slice_figure(study, objective),
     }
     notices = []
     if len(complete) >= 2 and varied:
@@ -318,14 +355,14 @@ def save_plots(study: optuna.Study, out_dir: Path) -> tuple[list[Path], list[str
             if name not in plots:
                 continue
             try:
-                axes = plots[name]()
+                drawn = plots[name]()
             except (ValueError, RuntimeError, ZeroDivisionError) as e:  # e.g. importances of identical values
                 notices.append(f"{name}.png skipped ({e.__class__.__name__}: {e})")
                 continue
-            fig = getattr(axes, "figure", None) or axes.flat[0].figure  # slice: one Axes per parameter
-            n_panels = len(axes.flat) if name == "slice" and hasattr(axes, "flat") else 1
-            fig.set_size_inches(max(8, 3.5 * n_panels + 1), 5)
-            fig.tight_layout()
+            fig = drawn if isinstance(drawn, Figure) else drawn.figure  # slice_figure lays out its own figure
+            if fig is not drawn:
+                fig.set_size_inches(8, 5)
+                fig.tight_layout()
             path = Path(out_dir) / f"{name}.png"
             _write_atomic(path, lambda p, fig=fig: fig.savefig(p, format="png", dpi=100))
             plt.close(fig)
@@ -397,14 +434,15 @@ def tune(
     run_dir.mkdir(parents=True, exist_ok=True)
     url = storage_url(storage, run_dir)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = open_study(
-        open_storage(url, heartbeat=heartbeat),
-        study_name or f"fmnist-{target_name}",
-        target_name,
-        fixed,
-        pruner=pruner,
-        sampler_seed=sampler_seed,
-    )
+    with creation_lock(url):
+        study = open_study(
+            open_storage(url, heartbeat=heartbeat),
+            study_name or f"fmnist-{target_name}",
+            target_name,
+            fixed,
+            pruner=pruner,
+            sampler_seed=sampler_seed,
+        )
     stale = fail_stale(study)
     if stale:
         echo(f"marked trial(s) {', '.join(map(str, stale))} failed: their process stopped (no heartbeat)")
@@ -440,7 +478,7 @@ def tune(
         retrain = f"--ae-run {ae_run} " if ae_run is not None else ""
         echo(f"best parameters: {best}; retrain: fmnist train --model {target.model} {retrain}--params {best}")
     if plots:
-        written, notices = save_plots(study, run_dir)
+        written, notices = save_plots(study, run_dir, monitor)
         for notice in notices:
             echo(f"notice: {notice}")
         if written:
