@@ -201,6 +201,22 @@ def open_study(
     return study
 
 
+def open_shared_study(
+    url: str,
+    study_name: str,
+    target_name: str,
+    fixed: dict[str, Any],
+    *,
+    heartbeat: int,
+    pruner: str = "median",
+    sampler_seed: int | None = None,
+) -> optuna.Study:
+    """The storage and the study, created by one process at a time when several start together."""
+    with creation_lock(url):
+        storage = open_storage(url, heartbeat=heartbeat)
+        return open_study(storage, study_name, target_name, fixed, pruner=pruner, sampler_seed=sampler_seed)
+
+
 def load_study(storage: str, study_name: str | None) -> optuna.Study:
     """An existing study, for ``fmnist train --from-study`` (the only one in the storage by default)."""
     url = storage_url(storage, None)
@@ -434,15 +450,15 @@ def tune(
     run_dir.mkdir(parents=True, exist_ok=True)
     url = storage_url(storage, run_dir)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with creation_lock(url):
-        study = open_study(
-            open_storage(url, heartbeat=heartbeat),
-            study_name or f"fmnist-{target_name}",
-            target_name,
-            fixed,
-            pruner=pruner,
-            sampler_seed=sampler_seed,
-        )
+    study = open_shared_study(
+        url,
+        study_name or f"fmnist-{target_name}",
+        target_name,
+        fixed,
+        heartbeat=heartbeat,
+        pruner=pruner,
+        sampler_seed=sampler_seed,
+    )
     stale = fail_stale(study)
     if stale:
         echo(f"marked trial(s) {', '.join(map(str, stale))} failed: their process stopped (no heartbeat)")
