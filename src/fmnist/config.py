@@ -28,10 +28,14 @@ DEFAULT_EPOCHS = {"ae": 20, "head": 30, "classifier": 25, "vae": 12}
 HEAD_SHAPES = {"head": (256, 2), "classifier": (126, 1)}
 
 
-def default_data_dir() -> Path:
-    """``$FMNIST_DATA``, else a per-user cache folder (torchvision layout below it)."""
+def default_data_dir(recorded: Path | None = None) -> Path:
+    """``$FMNIST_DATA``, else ``recorded`` (the folder a run was trained on), else a per-user cache
+    folder (torchvision layout below it). A relative ``$FMNIST_DATA`` is made absolute here, from
+    the folder the command started in, so a run records where its data really is."""
     if os.environ.get(DATA_ENV_VAR):
-        return Path(os.environ[DATA_ENV_VAR])
+        return Path(os.path.abspath(Path(os.environ[DATA_ENV_VAR]).expanduser()))
+    if recorded is not None:
+        return Path(recorded)
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fmnist"
 
 

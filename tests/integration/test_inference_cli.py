@@ -208,6 +208,23 @@ def test_evaluate_json(toy_bundle, data_dir):
     assert "classifier accuracy" in text and "Frechet" in text
 
 
+def test_evaluate_says_when_a_model_is_degenerate(toy_bundle, data_dir):
+    """The toy's fixed weights classify noise at chance and reconstruct it worse than its mean image."""
+    from fmnist.runtime.evaluation import load_test_set
+
+    images = load_test_set(data_dir)[0]
+    baseline = float(((images - images.mean(0)) ** 2).mean())
+    result = run_cli("evaluate", "--data-dir", data_dir, "--json", "--artifacts", toy_bundle)
+    got = json.loads(result.stdout)  # the notices go to stderr, so --json stays parseable
+    advice = "train longer (more --epochs, all the data: see the README's quick recipe)"
+    assert result.stderr.splitlines() == [
+        f"fmnist: notice: the classifier is near chance: test accuracy {got['classifier_accuracy']:.3f}, "
+        f"chance 0.1; {advice}",
+        f"fmnist: notice: the AE is no better than the mean image: test MSE {got['reconstruction_mse']:.4f}, "
+        f"the mean test image's {baseline:.4f}; {advice}",
+    ]
+
+
 def test_evaluate_reads_fmnist_data(toy_bundle, data_dir, monkeypatch):
     monkeypatch.setenv("FMNIST_DATA", str(data_dir))
     assert run_cli("evaluate", "--json", "--artifacts", toy_bundle).exit_code == 0

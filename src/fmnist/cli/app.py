@@ -32,7 +32,8 @@ DataDir = Annotated[
         "--data-dir",
         envvar="FMNIST_DATA",
         show_envvar=True,
-        help="Folder holding FashionMNIST/raw (torchvision layout). (default: ~/.cache/fmnist)",
+        help="Folder holding FashionMNIST/raw (torchvision layout). "
+        "(default: the run's own, recorded in RUN/run.json; else ~/.cache/fmnist)",
     ),
 ]
 RunDir = Annotated[
@@ -114,7 +115,9 @@ def _root(
     """Train autoencoders on Fashion-MNIST and serve them as framework-free ONNX artifacts."""
 
 
-def _parse_model(model: str) -> tuple[str, ...]:
+def _parse_model(model: str | None) -> tuple[str, ...] | None:
+    if model is None:
+        return None
     if model == "all":
         return MODELS
     if model not in MODELS:
@@ -125,7 +128,12 @@ def _parse_model(model: str) -> tuple[str, ...]:
 @app.command()
 @report_errors
 def train(
-    model: Annotated[str, typer.Option("--model", help="ae, head, classifier, vae, or all (in that order).")] = "all",
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", help="ae, head, classifier, vae, or all (in that order). (default: all; resumed: the run's)"
+        ),
+    ] = None,
     data_dir: DataDir = None,
     run_dir: RunDir = None,
     epochs: Epochs = None,
@@ -141,7 +149,12 @@ def train(
         str | None, typer.Option("--arch", help=f"AE architecture: {' or '.join(ARCHS)}. {_d('arch')}")
     ] = None,
     head_width: Annotated[
-        int | None, typer.Option("--head-width", help=f"Classifier hidden width h. {_d('head_width')}")
+        int | None,
+        typer.Option("--head-width", help="Hidden width of a classifier's head. (default: head 256, classifier 126)"),
+    ] = None,
+    head_depth: Annotated[
+        int | None,
+        typer.Option("--head-depth", help="Hidden layers of a classifier's head. (default: head 2, classifier 1)"),
     ] = None,
     unfreeze: Unfreeze = None,
     augment: Augment = None,
@@ -170,7 +183,12 @@ def train(
     ae_run: Annotated[
         Path | None, typer.Option("--ae-run", help="Run folder whose AE the classifier uses. (default: this run's)")
     ] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --run-dir from its last.ckpt.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="Continue the run in --run-dir (default: the newest unfinished one) from its last.ckpt."
+        ),
+    ] = False,
     download: Download = True,
     accelerator: Accelerator = "auto",
     devices: Annotated[str, typer.Option("--devices", help="Lightning devices: a count, a list, or auto.")] = "auto",
@@ -200,6 +218,7 @@ def train(
         lr_schedule=lr_schedule,
         arch=arch,
         head_width=head_width,
+        head_depth=head_depth,
         unfreeze=unfreeze,
         augment=augment,
         vae_scale=vae_scale,
@@ -404,17 +423,18 @@ def export(
     ] = 5000,
 ) -> None:
     """Export a run's checkpoints to a bundle: ONNX graphs, PCA/KDE samplers, a manifest with hashes."""
-    from fmnist.config import default_data_dir
-    from fmnist.export.bundle import export_bundle, latest_run
+    from fmnist import runs
+    from fmnist.export.bundle import export_bundle
 
-    run = run_dir if run_dir is not None else latest_run()
+    run = run_dir if run_dir is not None else runs.latest_run()
     manifest = export_bundle(
         run,
         out,
-        data_dir=data_dir or default_data_dir(),
+        data_dir=runs.data_dir_for(run, data_dir),
         download=download,
         pca_components=pca_components,
         kde_points=kde_points,
+        log=typer.echo,
     )
     size = sum(f["size"] for f in manifest["files"].values())
     typer.echo(f"exported {run} -> {out} ({len(manifest['files'])} files, {size / 1e6:.1f} MB)")
@@ -453,17 +473,16 @@ def report(
     ] = None,
 ) -> None:
     """Every figure of the study (curves, reconstructions, latents, samples, tuning) as PNGs plus report.html."""
+    from fmnist import runs
     from fmnist.analysis.report import make_report
     from fmnist.artifacts import resolve_bundle_dir
-    from fmnist.config import default_data_dir
-    from fmnist.export.bundle import latest_run
 
-    run = run_dir if run_dir is not None else latest_run()
+    run = run_dir if run_dir is not None else runs.latest_run()
     target = out if out is not None else run / "report"
     made = make_report(
         run,
         target,
-        data_dir=data_dir or default_data_dir(),
+        data_dir=runs.data_dir_for(run, data_dir),
         download=download,
         bundle=resolve_bundle_dir(artifacts_dir),
         bundle_explicit=artifacts_dir is not None,

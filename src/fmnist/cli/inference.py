@@ -154,14 +154,23 @@ def encode(
 def evaluate(data_dir: Path | None, as_json: bool, seed: int, artifacts: Path | None, provider: str) -> int:
     """Evaluate the bundle alone on the official test set: AE MSE, accuracy (also on product photos),
     VAE ELBO, and sample quality in the fixed reference network's features."""
+    from fmnist import degenerate
     from fmnist.config import default_data_dir
     from fmnist.runtime.evaluation import evaluate_bundle, load_split
+    from fmnist.runtime.sessions import notice
 
     model = _bundle(artifacts, provider)
-    root = data_dir or default_data_dir()
+    recorded = model.manifest.get("provenance", {}).get("data_dir")  # the folder the bundle was exported with
+    root = data_dir or default_data_dir(Path(recorded) if recorded else None)
     images, labels = load_split(root, "t10k")
     train_images, _ = load_split(root, "train")
     result = evaluate_bundle(model, images, labels, train_images, seed)
+    for line in degenerate.notices(
+        accuracy=result["classifier_accuracy"],
+        reconstruction_mse=result["reconstruction_mse"],
+        baseline_mse=degenerate.mean_image_mse(images),
+    ):
+        notice(line)
     if as_json:
         print(json.dumps(result, indent=2))
         return 0
@@ -309,7 +318,8 @@ def build_parser(name: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--data-dir",
         type=Path,
-        help="folder holding FashionMNIST/raw (default: $FMNIST_DATA, else $XDG_CACHE_HOME/fmnist or ~/.cache/fmnist)",
+        help="folder holding FashionMNIST/raw (default: $FMNIST_DATA, else the folder the bundle was exported with, "
+        "else $XDG_CACHE_HOME/fmnist or ~/.cache/fmnist)",
     )
     _json_flag(p, "print one JSON object")
     p.add_argument("--seed", type=int, default=0, help="seed for the VAE noise and the samplers (default: 0)")

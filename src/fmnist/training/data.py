@@ -101,7 +101,9 @@ class EpochBatches(torch.utils.data.Sampler):
     """Index batches, reshuffled each epoch from (seed, epoch) alone.
 
     A pure function of the epoch makes a resumed run draw the same batches as an uninterrupted
-    one. Lightning calls ``set_epoch``. Under DDP each rank takes every world_size-th batch.
+    one. Lightning calls ``set_epoch``. Under DDP each rank takes every world_size-th batch, and the
+    last round is filled up with the epoch's first batches: every rank must take the same number of
+    steps, or the ranks with one more wait for ever in DDP's gradient all-reduce.
     """
 
     def __init__(self, n: int, batch_size: int, seed: int, shuffle: bool, rank: int = 0, world: int = 1):
@@ -118,7 +120,9 @@ class EpochBatches(torch.utils.data.Sampler):
             order = torch.randperm(self.n, generator=g)
         else:
             order = torch.arange(self.n)
-        return list(order.split(self.batch_size))[self.rank :: self.world]
+        batches = list(order.split(self.batch_size))
+        padded = [batches[i % len(batches)] for i in range(len(self) * self.world)] if batches else []
+        return padded[self.rank :: self.world]
 
     def __iter__(self):
         # lazy: on resume Lightning creates the iterator before it calls set_epoch
@@ -126,7 +130,7 @@ class EpochBatches(torch.utils.data.Sampler):
 
     def __len__(self) -> int:
         n_batches = -(-self.n // self.batch_size)
-        return len(range(self.rank, n_batches, self.world))
+        return -(-n_batches // self.world)
 
 
 class TensorBatches(torch.utils.data.Dataset):
