@@ -23,6 +23,10 @@ class InputError(FmnistError):
     """An input image, array or request parameter cannot be used."""
 
 
+class MissingExtraError(FmnistError):
+    """A command needs libraries of an extra that is not installed (``pip install "fmnist[train]"``)."""
+
+
 def print_error(message: object) -> None:
     """The one-line form every fmnist error takes on stderr."""
     import sys
