@@ -71,7 +71,7 @@ def naive_server(bundle: str, port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
-def start_server(mode: str, bundle: str, port: int, src: Path = ROOT / "src") -> subprocess.Popen:
+def start_server(mode: str, bundle: str, port: int, src: Path = ROOT / "src", timeout: float = 60) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")])}
     if mode == "naive":
         cmd = [sys.executable, __file__, "--naive-server", "--artifacts", bundle, "--port", str(port)]
@@ -91,7 +91,7 @@ def start_server(mode: str, bundle: str, port: int, src: Path = ROOT / "src") ->
             *flags,
         ]
     proc = subprocess.Popen(cmd, env=env)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + timeout
     while True:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
@@ -230,7 +230,7 @@ def mean_batch(port: int) -> tuple[float, float] | None:
 def run_mode(mode: str, bundle: str, args) -> dict:
     port = free_port()
     server, _, tree = mode.partition("@")
-    proc = start_server(server, bundle, port, Path(args.baseline_src) if tree else ROOT / "src")
+    proc = start_server(server, bundle, port, Path(args.baseline_src) if tree else ROOT / "src", args.start_timeout)
     try:
         runner = _loop_runner()
         runner(load(port, args.warmup, args.concurrency))
@@ -271,6 +271,7 @@ def main() -> None:
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {MODES}")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of every mode; medians are reported")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--start-timeout", type=float, default=60, help="seconds a server may take to be ready")
     parser.add_argument(
         "--baseline-src",
         help="another source tree (its src/ folder): every server mode also runs from it, as MODE@baseline",
