@@ -36,6 +36,10 @@ class Interrupted(BaseException):
         return 128 + self.signum
 
 
+class MissingExtraError(FmnistError):
+    """A command needs libraries of an extra that is not installed (``pip install "fmnist[train]"``)."""
+
+
 def print_error(message: object) -> None:
     """The one-line form every fmnist error takes on stderr."""
     import sys

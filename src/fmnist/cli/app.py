@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from fmnist.cli.extras import require_training_extra
 from fmnist.config import ARCHS, DEFAULT_EPOCHS, DEFAULTS, MODELS
 from fmnist.errors import ConfigError, report_errors
 from fmnist.training.search_space import HEARTBEAT_S, PRUNERS, SEARCHED, TARGETS, TUNE_EPOCHS
@@ -198,6 +199,7 @@ def train(
 ) -> None:
     """Train the AE, a head on its frozen encoder (the seed's experiment), the classifier fine-tuned end
     to end on augmented images (the one a bundle serves), and the VAE; checkpoints, metrics CSV, summary."""
+    require_training_extra("train")
     from fmnist.config import Config
     from fmnist.training.run import Hardware, train_models
 
@@ -367,6 +369,7 @@ def tune(
 
     Retrain the best: fmnist train --params RUN/best_params.json, or --from-study --storage RUN.
     """
+    require_training_extra("tune")
     from fmnist.config import Config
     from fmnist.training.run import Hardware
     from fmnist.training.tuning import tune as run_tune
@@ -423,6 +426,7 @@ def export(
     ] = 5000,
 ) -> None:
     """Export a run's checkpoints to a bundle: ONNX graphs, PCA/KDE samplers, a manifest with hashes."""
+    require_training_extra("export")
     from fmnist import runs
     from fmnist.export.bundle import export_bundle
 
@@ -473,6 +477,7 @@ def report(
     ] = None,
 ) -> None:
     """Every figure of the study (curves, reconstructions, latents, samples, tuning) as PNGs plus report.html."""
+    require_training_extra("report")
     from fmnist import runs
     from fmnist.analysis.report import make_report
     from fmnist.artifacts import resolve_bundle_dir

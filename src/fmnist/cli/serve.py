@@ -75,9 +75,13 @@ def run(artifacts: Path | None, settings: Settings, server: ServerSettings) -> N
         # Loaded here, not in the lifespan, so a broken bundle is one line and exit code 2.
         uvicorn.run(create_app(load_bundle(bundle_dir, settings.provider), settings), **options)
     else:
+        from fmnist.serve.metrics import multiprocess_dir
+
         load_manifest(bundle_dir)  # fail before starting workers that would all fail
         settings_env.to_env(str(bundle_dir), settings)
-        uvicorn.run("fmnist.serve.app:create_app_from_env", factory=True, **options)
+        # Set before the workers start, so each one's metrics go to files that /metrics sums.
+        with multiprocess_dir():
+            uvicorn.run("fmnist.serve.app:create_app_from_env", factory=True, **options)
 
 
 def register(app: typer.Typer) -> None:
