@@ -185,3 +185,20 @@ def build_toy_bundle(folder: Path, samplers: dict[str, np.ndarray] | None = None
         },
     )
     return folder
+
+
+def retamper(folder: Path, edit=None) -> dict:
+    """Apply ``edit`` to the manifest of the bundle in ``folder`` after re-hashing every file it
+    lists, so that a tampered file or field passes the hash check and the schema is what refuses
+    it. Returns the manifest written."""
+    import json
+
+    path = Path(folder) / artifacts.MANIFEST
+    manifest = json.loads(path.read_text())
+    for name in manifest["files"]:
+        file = Path(folder) / name
+        manifest["files"][name] = {"size": file.stat().st_size, "sha256": artifacts.sha256_file(file)}
+    if edit is not None:
+        edit(manifest)
+    path.write_text(json.dumps(manifest, indent=2))
+    return manifest

@@ -3,7 +3,8 @@ to run the HTTP app under a real uvicorn on a free loopback port.
 
 Every answer is a function of each image's own pixels, so a caller can check that it got its own
 result back (the micro-batcher must not mix callers up). Run as a script it serves the fake model
-(``python serve_fakes.py PORT DELAY``), for the SIGTERM test.
+(``python serve_fakes.py PORT DELAY [DRAIN]``), for the SIGTERM test. Both run uvicorn with the
+options ``fmnist serve`` gives it (the guarded protocol, the shutdown bound).
 """
 
 from __future__ import annotations
@@ -103,14 +104,18 @@ def free_port() -> int:
 class ThreadServer:
     """A real uvicorn server for ``app`` on a free loopback port, in a background thread."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app, connections=None) -> None:
         import uvicorn
+
+        from fmnist.serve.connections import uvicorn_options
+        from fmnist.serve.settings import ConnectionSettings, ServerSettings
 
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)
+        options = uvicorn_options(ServerSettings(log_level="warning"), connections or ConnectionSettings())
+        config = uvicorn.Config(app, **options)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
@@ -129,17 +134,15 @@ class ThreadServer:
         self.sock.close()
 
 
-if __name__ == "__main__":  # python serve_fakes.py PORT DELAY: serve FakeModel(DELAY)
+if __name__ == "__main__":  # python serve_fakes.py PORT DELAY [DRAIN]: serve FakeModel(DELAY)
     import uvicorn
 
     from fmnist.serve.app import create_app
+    from fmnist.serve.connections import uvicorn_options
+    from fmnist.serve.settings import ConnectionSettings, ServerSettings
 
     port, delay = int(sys.argv[1]), float(sys.argv[2])
-    uvicorn.run(
-        create_app(FakeModel(delay)),
-        host="127.0.0.1",
-        port=port,
-        log_level="info",
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    connections = ConnectionSettings(shutdown_drain=float(sys.argv[3])) if len(sys.argv) > 3 else ConnectionSettings()
+    options = uvicorn_options(ServerSettings(port=port, log_level="info"), connections)
+    del options["workers"]
+    uvicorn.run(create_app(FakeModel(delay)), **options)

@@ -40,8 +40,9 @@ def test_bundle_samplers_reproduce_scikit_learn_from_the_pickle_free_arrays(tmp_
     from fmnist.runtime.bundle import Bundle
     from tests.toybundle import build_toy_bundle
 
-    latents = np.random.default_rng(3).normal(size=(150, 5)) * [3.0, 1.0, 0.5, 0.2, 0.1]
-    pca = PCA(2).fit(latents)
+    # the toy bundle's latent size (2), one PCA component so the two widths differ
+    latents = np.random.default_rng(3).normal(size=(150, 2)) * [3.0, 1.0]
+    pca = PCA(1).fit(latents)
     kde_pca = KernelDensity(kernel="gaussian", bandwidth=0.3).fit(pca.transform(latents[:80]))
     kde_latent = KernelDensity(kernel="gaussian", bandwidth=0.2).fit(latents[:80])
     arrays = {

@@ -1,6 +1,7 @@
 """``fmnist serve``: the HTTP API (:mod:`fmnist.serve.app`) under uvicorn.
 
-Every flag but ``--artifacts`` is made from a field of ``Settings`` or ``ServerSettings``, so a
+Every flag but ``--artifacts`` is made from a field of ``Settings``, ``ServerSettings`` or
+``ConnectionSettings``, so a
 new setting is a new flag and cannot be dropped on the way to the app. uvicorn, FastAPI and
 onnxruntime are imported inside the command so ``fmnist --help`` stays fast.
 """
@@ -15,12 +16,10 @@ from typing import Annotated, Any
 import typer
 
 from fmnist.errors import report_errors
-from fmnist.serve.settings import ServerSettings, Settings, flag
+from fmnist.serve.settings import ConnectionSettings, ServerSettings, Settings, flag
 
-# Seconds SIGTERM waits for in-flight requests before closing their connections.
-GRACEFUL_SHUTDOWN_S = 30
 # The rich help panel of each dataclass's flags.
-PANELS = {Settings: "App", ServerSettings: "Server"}
+PANELS = {Settings: "App", ServerSettings: "Server", ConnectionSettings: "Connections"}
 
 Artifacts = Annotated[
     Path | None,
@@ -56,28 +55,29 @@ def serve(artifacts: Path | None = None, **values: Any) -> None:
 
     API schema at /openapi.json and /docs once running.
     """
-    run(artifacts, pick(Settings, values), pick(ServerSettings, values))
+    run(artifacts, pick(Settings, values), pick(ServerSettings, values), pick(ConnectionSettings, values))
 
 
-def run(artifacts: Path | None, settings: Settings, server: ServerSettings) -> None:
+def run(artifacts: Path | None, settings: Settings, server: ServerSettings, connections: ConnectionSettings) -> None:
     """Start uvicorn: in this process with the bundle loaded here, or ``server.workers`` processes."""
     import uvicorn
 
-    from fmnist.artifacts import load_manifest, resolve_bundle_dir
+    from fmnist.artifacts import resolve_bundle_dir
     from fmnist.serve import settings as settings_env
+    from fmnist.serve.app import create_app, load_bundle
+    from fmnist.serve.connections import uvicorn_options
 
     bundle_dir = resolve_bundle_dir(artifacts)
-    options = dataclasses.asdict(server) | {"timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S}
+    # Loaded and verified here, not in the lifespan, so a broken bundle is one line and exit code 2
+    # (sessions start later, on first use).
+    bundle = load_bundle(bundle_dir, settings.provider)
+    options = uvicorn_options(server, connections)
     if server.workers == 1:
-        from fmnist.serve.app import create_app, load_bundle
-
         del options["workers"]
-        # Loaded here, not in the lifespan, so a broken bundle is one line and exit code 2.
-        uvicorn.run(create_app(load_bundle(bundle_dir, settings.provider), settings), **options)
+        uvicorn.run(create_app(bundle, settings), **options)
     else:
         from fmnist.serve.metrics import multiprocess_dir
 
-        load_manifest(bundle_dir)  # fail before starting workers that would all fail
         settings_env.to_env(str(bundle_dir), settings)
         # Set before the workers start, so each one's metrics go to files that /metrics sums.
         with multiprocess_dir():
@@ -85,10 +85,10 @@ def run(artifacts: Path | None, settings: Settings, server: ServerSettings) -> N
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``fmnist serve`` to the Typer app, with the flags of both settings dataclasses."""
+    """Add ``fmnist serve`` to the Typer app, with the flags of the settings dataclasses."""
     command = report_errors(serve)
     artifacts = inspect.Parameter("artifacts", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Artifacts)
     command.__signature__ = inspect.Signature(
-        [artifacts, *flag_parameters(Settings), *flag_parameters(ServerSettings)], return_annotation=None
+        [artifacts, *(p for cls in PANELS for p in flag_parameters(cls))], return_annotation=None
     )
     app.command("serve")(command)

@@ -15,7 +15,7 @@ import numpy as np
 
 from fmnist import artifacts
 from fmnist.errors import BundleError, InputError
-from fmnist.runtime.sampling import DEFAULT_SAMPLER, check_generate, kde_sample
+from fmnist.runtime.sampling import DEFAULT_SAMPLER, check_generate, kde_sample, load_samplers
 from fmnist.runtime.sessions import CPU, CUDA, choose_providers, first_line, notice, session_options
 
 BATCH = 512  # images per onnxruntime call
@@ -46,20 +46,21 @@ class Bundle:
     """One verified bundle; its sessions are created on first use and shared by all threads."""
 
     def __init__(self, folder: Path | str | None = None, provider: str = "auto", threads: int | None = None) -> None:
-        """Verify the bundle (hashes, format) and prepare sessions lazily. ``folder`` None means
-        ``artifacts.resolve_bundle_dir(None)``. ``threads`` caps onnxruntime's threads per call
-        (None: THREADS, at most 4); a server running many requests at once wants 1. Raises BundleError /
-        InputError (one line)."""
+        """Verify the bundle (manifest schema, hashes, graph shapes, sampler arrays) and prepare
+        sessions lazily. ``folder`` None means ``artifacts.resolve_bundle_dir(None)``. ``threads``
+        caps onnxruntime's threads per call (None: THREADS, at most 4); a server running many
+        requests at once wants 1. Raises BundleError / InputError (one line)."""
         self.threads = threads
         self.folder = artifacts.resolve_bundle_dir(folder)
         self.manifest = artifacts.load_manifest(self.folder)
         self.latent_dim = int(self.manifest["latent_dim"])
         self.class_names = list(self.manifest["class_names"])
+        # read now, so a bad archive is refused at load rather than by the first generate
+        self._samplers = load_samplers(self.folder / artifacts.SAMPLERS_NPZ, self.latent_dim)
         self.providers = choose_providers(provider)
         self.provider = self.providers[0]
         self._sessions: dict = {}
         self._lock = threading.Lock()
-        self._samplers: dict[str, np.ndarray] | None = None
 
     def session(self, name: str):
         """The onnxruntime session of graph ``name``, created on first use (thread-safe)."""
@@ -122,11 +123,7 @@ class Bundle:
         return mean, logvar
 
     def sampler_arrays(self) -> dict[str, np.ndarray]:
-        with self._lock:
-            if self._samplers is None:
-                with np.load(self.folder / artifacts.SAMPLERS_NPZ, allow_pickle=False) as f:
-                    self._samplers = {k: f[k] for k in f.files}
-            return self._samplers
+        return self._samplers
 
     def sample_latents(self, n: int, sampler: str = DEFAULT_SAMPLER, seed: int = 0) -> np.ndarray:
         check_generate(n, sampler)

@@ -1,5 +1,6 @@
 """Serving options, one dataclass field per ``fmnist serve`` flag: ``Settings`` (what the app runs
-with) and ``ServerSettings`` (how uvicorn runs it). The flags are made from these fields
+with), ``ServerSettings`` (how uvicorn runs it) and ``ConnectionSettings`` (how connections are
+policed: deadlines, a cap, the drain on SIGTERM). The flags are made from these fields
 (:mod:`fmnist.cli.serve`), and every bound is checked here, in ``check``. Standard library only, so
 ``fmnist --help`` shows the defaults without importing FastAPI or numpy."""
 
@@ -89,6 +90,30 @@ class ServerSettings:
     workers: int = option(1, "Server processes (each loads the bundle).", low=1)
     access_log: bool = option(False, "Log every request (costs throughput).")
     log_level: str = option("info", "uvicorn log level.", choices=LOG_LEVELS)
+
+    def __post_init__(self) -> None:
+        check(self)
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """What a connection may hold: enforced by :mod:`fmnist.serve.connections`, per process."""
+
+    header_timeout: float = option(
+        10.0, "Seconds a connection has to send a request's headers (from its opening or its last answer).", low=0.1
+    )
+    body_timeout: float = option(30.0, "Seconds a request has to send its body once its headers are in.", low=0.1)
+    max_connections: int = option(
+        10_000,
+        "Open connections per process; past it, 503 (lowered below the open-file limit if over it).",
+        low=1,
+    )
+    shutdown_drain: float = option(
+        5.0,
+        "On SIGTERM, seconds a request still sending its body gets before its connection is closed; "
+        "requests in flight finish.",
+        low=0,
+    )
 
     def __post_init__(self) -> None:
         check(self)

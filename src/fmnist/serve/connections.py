@@ -1,0 +1,224 @@
+"""Connections that cannot hold the server: deadlines for a request's headers and body, a cap on
+open connections, and a bounded drain on SIGTERM.
+
+uvicorn closes idle keep-alive connections, but a connection that opens and then sends its
+headers or its body slowly, or never (slowloris), is held forever; enough of them exhaust the
+process's file descriptors and nobody gets an answer. ``GuardedProtocol`` is uvicorn's httptools
+protocol with per-connection timers:
+
+- headers: ``header_timeout`` seconds from the connection's opening (or its last answer) to the
+  end of the next request's headers, and at most ``MAX_HEADER_BYTES`` of them;
+- body: ``body_timeout`` seconds from the end of the headers to the end of the body;
+- a connection past its deadline gets 408 (431 for oversized headers) and is closed; one that has
+  sent nothing of a request is closed without an answer.
+
+The cap (``Guard.max_connections``) sits below the open-file limit, so ``accept()`` never fails:
+a connection past the cap gets 503 as soon as its headers are in (it has one second for them),
+and one past ``Guard.ceiling``, the last descriptors, is closed at once.
+
+On SIGTERM uvicorn closes idle connections and lets requests in flight finish; a request still
+sending its body gets ``shutdown_drain`` seconds, then 503 and a closed connection, so its handler
+sees a disconnect and ends normally instead of being cancelled with a traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from fmnist.errors import ConfigError
+from fmnist.runtime.sessions import notice
+from fmnist.serve.settings import ConnectionSettings, ServerSettings
+
+log = logging.getLogger("fmnist.serve")
+
+MAX_HEADER_BYTES = 64 * 1024  # a request line and headers larger than this get 431
+RESERVED_FDS = 64  # descriptors kept for everything but connections: bundle files, logs, the event loop
+OVER_CAP_HEADER_S = 1.0  # a connection past the cap has this long to send the headers of its 503
+SHUTDOWN_GRACE_S = 1.0  # after the drain, how long handlers get to finish before uvicorn cancels them
+
+
+@dataclass(frozen=True)
+class Guard:
+    """The limits one server process enforces (``ConnectionSettings`` fitted to its fd limit)."""
+
+    header_timeout: float
+    body_timeout: float
+    shutdown_drain: float
+    max_connections: int  # past it: 503
+    ceiling: int  # past it: closed at once
+
+
+def raise_fd_limit() -> int:
+    """Raise this process's soft RLIMIT_NOFILE to its hard limit (workers inherit it); the new soft limit."""
+    try:
+        import resource
+    except ImportError:  # not a Unix: no limit to raise, and select-free event loops have room
+        return 65536
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):  # e.g. macOS caps the soft limit below an infinite hard one
+            pass
+    return soft
+
+
+def fit_guard(settings: ConnectionSettings, fd_limit: int) -> Guard:
+    """The cap and ceiling for an open-file limit of ``fd_limit``: the ceiling leaves RESERVED_FDS,
+    and the cap a tenth of the rest, for connections past it to be accepted and answered 503."""
+    ceiling = fd_limit - RESERVED_FDS
+    room = ceiling - max(ceiling // 10, 1)
+    if room < 16:
+        raise ConfigError(f"the open-file limit ({fd_limit}) is too low to serve: raise it (ulimit -n) to 256 or more")
+    cap = settings.max_connections
+    if cap > room:
+        notice(f"--max-connections {cap} is over what the open-file limit ({fd_limit}) allows; using {room}")
+        cap = room
+    return Guard(settings.header_timeout, settings.body_timeout, settings.shutdown_drain, cap, ceiling)
+
+
+def uvicorn_options(server: ServerSettings, connections: ConnectionSettings) -> dict[str, Any]:
+    """uvicorn's keyword arguments for these settings: the guarded protocol and the shutdown bound.
+
+    Raises the open-file limit first (see ``raise_fd_limit``), as the cap depends on it.
+    """
+    guard = fit_guard(connections, raise_fd_limit())
+    return dataclasses.asdict(server) | {
+        "http": functools.partial(GuardedProtocol, guard=guard),
+        "timeout_graceful_shutdown": guard.shutdown_drain + SHUTDOWN_GRACE_S,
+    }
+
+
+def _response(status: int, reason: bytes, message: str, extra: bytes = b"") -> bytes:
+    body = json.dumps({"error": message}).encode()
+    return (
+        b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n%s\r\n%s"
+        % (status, reason, len(body), extra, body)
+    )
+
+
+async def _busy(scope, receive, send) -> None:
+    """The app of a connection past the cap: 503, and the connection closes."""
+    body = json.dumps({"error": "server busy: too many open connections; retry later"}).encode()
+    headers = [(b"content-type", b"application/json"), (b"connection", b"close"), (b"retry-after", b"1")]
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class GuardedProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with header and body deadlines, a connection cap and a drain."""
+
+    def __init__(self, *args: Any, guard: Guard, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.guard = guard
+        self._timer = None
+        self._waiting_for: str | None = None  # "headers", "body" or None (a request in flight)
+        self._header_bytes = 0
+        self._request_begun = False  # some bytes of the awaited request have come
+
+    # --- timers
+
+    def _arm(self, waiting_for: str, seconds: float) -> None:
+        self._disarm()
+        self._waiting_for = waiting_for
+        self._timer = self.loop.call_later(seconds, self._deadline)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._waiting_for = None
+
+    def _deadline(self) -> None:
+        self._timer = None
+        if self.transport.is_closing():
+            return
+        if self._waiting_for == "body" and self.pipeline:  # queued behind a request in flight: not its fault
+            self._arm("body", self.guard.body_timeout)
+            return
+        if self._waiting_for == "headers":
+            self._close(408, b"Request Timeout", f"request headers not received within {self.guard.header_timeout:g} s")
+        else:
+            self._close(408, b"Request Timeout", f"request body not received within {self.guard.body_timeout:g} s")
+
+    def _close(self, status: int, reason: bytes, message: str, extra: bytes = b"") -> None:
+        """Answer ``status`` when the awaited request has begun and has no answer yet, then close.
+
+        A handler whose request is cut short sees a disconnect once uvicorn notices the close, and
+        its own answer goes nowhere."""
+        if self._waiting_for == "headers":
+            answer = self._request_begun
+        else:  # its body, or the drain
+            answer = self.cycle is not None and not self.cycle.response_started
+        self._disarm()
+        if answer:
+            self.transport.write(_response(status, reason, message, extra))
+        self.transport.close()
+
+    # --- uvicorn's protocol hooks
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        open_now = len(self.connections)
+        if open_now > self.guard.ceiling:  # the last descriptors: no room even to answer
+            transport.abort()
+            return
+        if open_now > self.guard.max_connections:
+            self.app = _busy  # on_headers_complete runs self.app
+            self._arm("headers", min(self.guard.header_timeout, OVER_CAP_HEADER_S))
+        else:
+            self._arm("headers", self.guard.header_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._waiting_for == "headers":
+            self._request_begun = True
+        super().data_received(data)
+        if self._waiting_for == "headers" and not self.transport.is_closing():
+            self._header_bytes += len(data)
+            if self._header_bytes > MAX_HEADER_BYTES:
+                self._close(431, b"Request Header Fields Too Large", f"request headers over {MAX_HEADER_BYTES} bytes")
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self._header_bytes = 0
+        self._arm("body", self.guard.body_timeout)
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        if self._waiting_for in ("body", "drain"):  # the request is in flight now: it finishes
+            self._disarm()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and self._waiting_for != "body":
+            self._request_begun = False
+            self._arm("headers", self.guard.header_timeout)
+
+    def shutdown(self) -> None:
+        """SIGTERM: a request still sending its body gets the drain, then 503; the rest as uvicorn does."""
+        if self._waiting_for == "body" and self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.keep_alive = False
+            self._disarm()
+            self._waiting_for = "drain"
+            self._timer = self.loop.call_later(self.guard.shutdown_drain, self._drained)
+        else:
+            super().shutdown()
+
+    def _drained(self) -> None:
+        self._timer = None
+        if not self.transport.is_closing():
+            self._close(503, b"Service Unavailable", "server shutting down", b"retry-after: 1\r\n")
