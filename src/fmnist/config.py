@@ -21,7 +21,7 @@ DATA_ENV_VAR = "FMNIST_DATA"
 # classifier: the AE encoder and a head fine-tuned end to end on augmented images (the bundle's);
 # vae: the variational autoencoder, started from the AE's trunk and decoder
 MODELS = ("ae", "head", "classifier", "vae")
-DEFAULT_EPOCHS = {"ae": 20, "head": 30, "classifier": 25, "vae": 12}
+DEFAULT_EPOCHS = {"ae": 20, "head": 30, "classifier": 25, "vae": 3}
 # (hidden width, hidden layers) of each classifier's head when not set. The frozen encoder's head
 # sees only the 8-number latent, where a second hidden layer separates the classes better; the
 # fine-tuned classifier keeps the seed's one layer. Configs saved before head_depth existed had one.
