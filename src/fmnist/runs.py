@@ -219,11 +219,8 @@ def load_models(run: Path, models: tuple[str, ...] = MODELS, needed_by: str = "e
 
 
 def encode(encoder, images, batch: int = 2000):
-    """uint8 images (N, 28, 28) through ``encoder`` -> float64 latents (N, d) as a numpy array."""
-    import torch
+    """uint8 images (N, 28, 28) through ``encoder`` -> float64 latents (N, d) as a numpy array (the
+    samplers' input); training encodes with the same function (data.encode_images)."""
+    from fmnist.training.data import encode_images
 
-    from fmnist.training.data import to_float
-
-    with torch.inference_mode():
-        parts = [encoder(to_float(images[i : i + batch])) for i in range(0, len(images), batch)]
-    return torch.cat(parts).double().numpy()
+    return encode_images(encoder, images, batch).double().numpy()

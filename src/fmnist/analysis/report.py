@@ -182,7 +182,7 @@ def tsne(points: np.ndarray, perplexity: float, seed: int, log) -> np.ndarray:
 
 def curve_figures(run_dir: Path, report: Report) -> None:
     for model, (title, panels) in CURVES.items():
-        path = run_dir / model / "metrics.csv"
+        path = runs.model_dir(run_dir, model) / runs.METRICS_FILE
         if not path.is_file():
             report.notices.append(f"no {path}: {model} loss curves skipped")
             continue

@@ -148,12 +148,18 @@ class TensorBatches(torch.utils.data.Dataset):
 
 
 @torch.inference_mode()
+@torch.no_grad()  # not inference_mode: a head trains on these latents, and autograd must accept them
+def encode_images(encoder, images: torch.Tensor, batch: int = 2000) -> torch.Tensor:
+    """uint8 images (N, 28, 28) through ``encoder`` (a module is put in eval mode) -> latents (N, d)."""
+    if isinstance(encoder, torch.nn.Module):
+        encoder.eval()
+    return torch.cat([encoder(to_float(images[i : i + batch])) for i in range(0, len(images), batch)])
+
+
 def encode_split(encoder: torch.nn.Module, split: Split, batch: int = 2000) -> Split:
     """The split's images through a fixed encoder, as a Split of (N, d) latents: a head on a frozen
     encoder then trains on 8 numbers per image instead of rerunning the encoder every epoch."""
-    encoder.eval()
-    latents = torch.cat([encoder(to_float(split.images[i : i + batch])) for i in range(0, len(split), batch)])
-    return Split(latents, split.labels)
+    return Split(encode_images(encoder, split.images, batch), split.labels)
 
 
 def batch_loader(split: Split, batch_size: int, seed: int, shuffle: bool, rank: int = 0, world: int = 1):

@@ -26,7 +26,6 @@ from fmnist.training.checkpoint_io import AtomicCheckpointIO
 from fmnist.training.modules import MODULES, load_module
 from fmnist.training.signals import stop_on_signals
 
-CONFIG_FILE = runs.CONFIG_FILE
 # DDP's other ranks re-run this command; this hands them the run folder rank 0 chose
 RUN_DIR_ENV = "FMNIST_DDP_RUN_DIR"
 
@@ -76,7 +75,7 @@ def resolve_config(run_dir: Path, base: Config, overrides: dict[str, Any], resum
     where the uninterrupted run would have (the lr schedule depends on --epochs, for one)."""
     if not resume:
         return base.updated(**overrides)
-    saved = Config.from_json(run_dir / CONFIG_FILE)
+    saved = Config.from_json(run_dir / runs.CONFIG_FILE)
     changed = sorted(k for k, v in overrides.items() if v is not None and getattr(saved, k) != v)
     if changed:
         raise ConfigError(
@@ -302,8 +301,8 @@ def _resolve_run(run_dir: Path | None, resume: bool) -> Path:
             print(f"resuming {run_dir}, the newest unfinished run", flush=True)
     else:
         return runs.new_run_dir()
-    if resume and not (run_dir / CONFIG_FILE).is_file():
-        raise ConfigError(f"--resume: {run_dir / CONFIG_FILE} not found, nothing to resume")
+    if resume and not (run_dir / runs.CONFIG_FILE).is_file():
+        raise ConfigError(f"--resume: {run_dir / runs.CONFIG_FILE} not found, nothing to resume")
     return run_dir
 
 
@@ -341,7 +340,7 @@ def train_models(
         download=download,
     )
     run_dir.mkdir(parents=True, exist_ok=True)
-    runs.write_json(run_dir / CONFIG_FILE, config.to_dict())
+    runs.write_json(run_dir / runs.CONFIG_FILE, config.to_dict())
     runs.write_record(run_dir, data_dir=data_dir, models=models)
     if _first_process():
         print(f"run folder: {run_dir}", flush=True)

@@ -393,7 +393,7 @@ def _classifier_base(ae_run: Path | None, overrides: dict[str, Any]) -> tuple[Pa
     """The AE checkpoint the classifier trials start from, and the fields it pins (latent_dim, arch)."""
     if ae_run is None:
         raise ConfigError("fmnist tune classifier needs --ae-run RUN: the run whose AE encoder the trials use")
-    checkpoint = Path(ae_run) / "ae" / "best.ckpt"
+    checkpoint = runs.checkpoint(ae_run, "ae")
     if not checkpoint.is_file():
         raise ConfigError(f"--ae-run {ae_run}: {checkpoint} not found (train an AE there with fmnist train --model ae)")
     return checkpoint, run.pin_encoder_shape(checkpoint, overrides)
