@@ -61,6 +61,22 @@ def _deconv(c_in: int, c_out: int, padding: int, output_padding: int) -> list[nn
     ]
 
 
+def _to_features(dropout: float) -> list[nn.Module]:
+    """(B, 128, 3, 3) -> (B, 256), the wide and medium trunks' last layers."""
+    return [nn.Flatten(), nn.Dropout(dropout), nn.Linear(WIDE_FLAT, 256), nn.ReLU()]
+
+
+def _from_latent(latent_dim: int) -> list[nn.Module]:
+    """(B, d) -> (B, 128, 3, 3), the wide and medium decoders' first layers."""
+    return [
+        nn.Linear(latent_dim, 256),
+        nn.ReLU(),
+        nn.Linear(256, WIDE_FLAT),
+        nn.ReLU(),
+        nn.Unflatten(1, (128, 3, 3)),
+    ]
+
+
 def wide_encoder_trunk(dropout: float = 0.25) -> nn.Sequential:
     """(B, 1, 28, 28) -> (B, 256): four times the seed's channels, two convolutions per scale and
     batch norm; the dropout regularises the end-to-end (``--unfreeze``) classifier."""
@@ -70,21 +86,14 @@ def wide_encoder_trunk(dropout: float = 0.25) -> nn.Sequential:
         *_conv(32, 64),
         *_conv(64, 64, stride=2),  # (B, 64, 7, 7)
         *_conv(64, 128, stride=2, padding=0),  # (B, 128, 3, 3)
-        nn.Flatten(),
-        nn.Dropout(dropout),
-        nn.Linear(WIDE_FLAT, 256),
-        nn.ReLU(),
+        *_to_features(dropout),
     )
 
 
 def wide_decoder(latent_dim: int) -> nn.Sequential:
     """(B, d) -> (B, 1, 28, 28) in [0, 1]: the wide encoder mirrored."""
     return nn.Sequential(
-        nn.Linear(latent_dim, 256),
-        nn.ReLU(),
-        nn.Linear(256, WIDE_FLAT),
-        nn.ReLU(),
-        nn.Unflatten(1, (128, 3, 3)),
+        *_from_latent(latent_dim),
         *_deconv(128, 64, padding=0, output_padding=0),  # (B, 64, 7, 7)
         *_conv(64, 64),
         *_deconv(64, 32, padding=1, output_padding=1),  # (B, 32, 14, 14)
@@ -102,21 +111,14 @@ def medium_encoder_trunk(dropout: float = 0.0) -> nn.Sequential:
         *_conv(32, 64),
         *_conv(64, 64, stride=2),  # (B, 64, 7, 7)
         *_conv(64, 128, stride=2, padding=0),  # (B, 128, 3, 3)
-        nn.Flatten(),
-        nn.Dropout(dropout),
-        nn.Linear(WIDE_FLAT, 256),
-        nn.ReLU(),
+        *_to_features(dropout),
     )
 
 
 def medium_decoder(latent_dim: int) -> nn.Sequential:
     """(B, d) -> (B, 1, 28, 28) in [0, 1]: the medium encoder mirrored."""
     return nn.Sequential(
-        nn.Linear(latent_dim, 256),
-        nn.ReLU(),
-        nn.Linear(256, WIDE_FLAT),
-        nn.ReLU(),
-        nn.Unflatten(1, (128, 3, 3)),
+        *_from_latent(latent_dim),
         *_deconv(128, 64, padding=0, output_padding=0),  # (B, 64, 7, 7)
         *_conv(64, 64),
         *_deconv(64, 32, padding=1, output_padding=1),  # (B, 32, 14, 14)
