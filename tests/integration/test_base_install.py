@@ -92,8 +92,9 @@ def test_classify_generate_and_evaluate(run, tmp_path):
     raw = tmp_path / "data" / "FashionMNIST" / "raw"
     raw.mkdir(parents=True)
     rng = np.random.default_rng(0)
-    write_idx(raw / "t10k-images-idx3-ubyte", rng.integers(0, 256, (40, 28, 28)))
-    write_idx(raw / "t10k-labels-idx1-ubyte", np.arange(40) % 10)
+    for prefix in ("t10k", "train"):  # training images: the Frechet floor
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (40, 28, 28)))
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(40) % 10)
     r = run("evaluate", "--data-dir", "data", "--json")
     assert r.returncode == 0, r.stderr
     assert '"test_images": 40' in r.stdout
