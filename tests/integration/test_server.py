@@ -252,6 +252,13 @@ BAD_REQUESTS = [
         "invert",
     ),
     ("bad invert query", dict(url="/v1/classify?invert=maybe", files=upload(1)), 400, "invert"),
+    (
+        "bad invert query, good form",  # both are checked; the form's would win
+        dict(url="/v1/classify?invert=maybe", files=upload(1), data={"invert": "no"}),
+        400,
+        "invert (query)",
+    ),
+    ("empty invert form", dict(url="/v1/classify", files=upload(1), data={"invert": ""}), 400, "invert (form)"),
     ("bad format", dict(url="/v1/reconstruct?format=gif", files=upload(1)), 422, "format"),
     ("json to classify", dict(url="/v1/classify", json={"file": "x"}), 415, "multipart"),
     ("no content type", dict(url="/v1/reconstruct", content=b"xx"), 415, "multipart"),
@@ -265,6 +272,16 @@ BAD_REQUESTS = [
     ("n zero", dict(url="/v1/generate", json={"n": 0}), 422, "body.n"),
     ("n over limit", dict(url="/v1/generate", json={"n": 65}), 422, "64"),
     ("n not int", dict(url="/v1/generate", json={"n": "many"}), 422, "body.n"),
+    # strict types, as the schema's "integer" says: no conversion of booleans, strings or floats
+    ("n a bool", dict(url="/v1/generate", json={"n": True}), 422, "body.n"),
+    ("seed a bool", dict(url="/v1/generate", json={"n": 16, "seed": False}), 422, "body.seed"),
+    ("n a numeric string", dict(url="/v1/generate", json={"n": "16"}), 422, "body.n"),
+    (
+        "n a float",
+        dict(url="/v1/generate", content=b'{"n": 1e3}', headers={"content-type": "application/json"}),
+        422,
+        "body.n",
+    ),
     ("unknown sampler", dict(url="/v1/generate", json={"sampler": "gan"}), 422, "body.sampler"),
     ("unknown key", dict(url="/v1/generate", json={"n": 1, "temperature": 2}), 422, "temperature"),
     ("json not an object", dict(url="/v1/generate", json=[1, 2]), 422, "body"),
@@ -278,6 +295,27 @@ def test_bad_input_is_a_4xx_with_a_json_error(client, name, kwargs, status, word
     body = r.json()
     assert list(body) == ["error"] and words in body["error"]
     assert client.get("/healthz").status_code == 200
+
+
+def test_upload_schema_says_what_the_handler_accepts(client):
+    for path in ("/v1/classify", "/v1/encode", "/v1/reconstruct"):
+        op = client.get("/openapi.json").json()["paths"][path]["post"]
+        file = op["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]["file"]
+        assert (file["minItems"], file["maxItems"]) == (1, SETTINGS.max_files)
+        (query,) = [p for p in op["parameters"] if p["name"] == "invert"]
+        assert "form field" in query["description"] and "precedence" in query["description"]
+
+
+def test_uploads_as_rfc_7578_allows(client):
+    """A capitalised media type and an RFC 5987 file name (filename*=) are accepted."""
+    data = png(60)
+    disposition = "form-data; name=\"file\"; filename*=UTF-8''%E2%82%AC%20shirt.png"
+    content = b"--B\r\nContent-Disposition: " + disposition.encode() + b"\r\n\r\n" + data + b"\r\n--B--\r\n"
+    r = client.post(
+        "/v1/classify?invert=no", content=content, headers={"content-type": "Multipart/Form-Data; Boundary=B"}
+    )
+    assert r.status_code == 200, r.text
+    check_classify(r.json()["results"][0], "\u20ac shirt.png", 60)
 
 
 def test_unknown_route_and_method_answer_json(client):

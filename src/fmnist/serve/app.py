@@ -4,7 +4,7 @@ Routes (schema at ``/openapi.json``, browsable at ``/docs``):
 
 - ``POST /v1/classify``, ``/v1/encode``, ``/v1/reconstruct``: multipart uploads in the field
   ``file`` (repeat it for several images), preprocessed like the CLI (``invert`` as a query or
-  form parameter); results come back in upload order.
+  form parameter, the form field first when both are sent); results come back in upload order.
 - ``POST /v1/generate``: JSON ``{"n", "sampler", "seed", "format"}``.
 - ``GET /healthz``, ``/readyz``, ``/v1/model``, ``/metrics``.
 
@@ -43,13 +43,13 @@ from fmnist.serve.multipart import parse_multipart
 from fmnist.serve.schemas import (
     ERRORS,
     PNG_RESPONSE,
-    UPLOAD_BODY,
     ClassifyResponse,
     EncodeResponse,
     ErrorResponse,
     ImageFormat,
     ImagesResponse,
     generate_request,
+    upload_body,
 )
 from fmnist.serve.settings import Settings, from_env
 
@@ -136,15 +136,17 @@ def create_app(model_or_bundle_dir: Any = None, settings: Settings | None = None
     async def read_uploads(request: Request) -> tuple[list[str], np.ndarray]:
         """The ``file`` uploads of a multipart request, decoded to [k,28,28] in upload order."""
         content_type = request.headers.get("content-type", "")
-        if not content_type.startswith("multipart/form-data"):
-            kind = content_type.split(";")[0] or "no content type"
+        kind = content_type.split(";")[0].strip().lower() or "no content type"  # case-insensitive (RFC 9110)
+        if kind != "multipart/form-data":
             raise HTTPException(415, f"expected multipart/form-data with `file` fields, not {kind}")
         files, fields = parse_multipart(await request.body(), content_type, settings.max_files)
         if not files:
             raise InputError("no `file` field: upload images as multipart field `file`")
+        # both checked when sent; the form field wins (upload_body documents it)
+        for source, value in (("query", request.query_params.get("invert")), ("form", fields.get("invert"))):
+            if value is not None and value not in INVERT_CHOICES:
+                raise InputError(f"invert ({source}) must be auto, yes or no, not {value[:20]!r}")
         invert = fields.get("invert") or request.query_params.get("invert") or "auto"
-        if invert not in INVERT_CHOICES:
-            raise InputError(f"invert must be auto, yes or no, not {invert[:20]!r}")
         names, arrays = [], []
         for name, data in files:
             label = name or "upload"  # what error messages call it
@@ -166,7 +168,7 @@ def create_app(model_or_bundle_dir: Any = None, settings: Settings | None = None
         "/v1/classify",
         response_model=ClassifyResponse,
         responses=ERRORS,
-        openapi_extra=UPLOAD_BODY,
+        openapi_extra=upload_body(settings.max_files),
         tags=["model"],
     )
     async def classify(request: Request) -> Response:
@@ -191,7 +193,7 @@ def create_app(model_or_bundle_dir: Any = None, settings: Settings | None = None
         "/v1/encode",
         response_model=EncodeResponse,
         responses=ERRORS,
-        openapi_extra=UPLOAD_BODY,
+        openapi_extra=upload_body(settings.max_files),
         tags=["model"],
     )
     async def encode(request: Request) -> Response:
@@ -205,7 +207,7 @@ def create_app(model_or_bundle_dir: Any = None, settings: Settings | None = None
         "/v1/reconstruct",
         response_model=ImagesResponse,
         responses={**ERRORS, **PNG_RESPONSE},
-        openapi_extra=UPLOAD_BODY,
+        openapi_extra=upload_body(settings.max_files),
         tags=["model"],
     )
     async def reconstruct(

@@ -1,5 +1,8 @@
 """The API's request and response schemas (pydantic) and the OpenAPI descriptions of what FastAPI
-cannot infer: the multipart upload body, which the app parses by hand, and the PNG answers."""
+cannot infer: the multipart upload body, which the app parses by hand, and the PNG answers.
+
+Request schemas are strict: a boolean, a string or a float where an integer belongs is a 422, as
+the OpenAPI ``integer`` type says, rather than being converted."""
 
 from typing import Any, Literal
 
@@ -56,42 +59,52 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     ]
 }
 
-UPLOAD_BODY = {
-    # `invert` is read by hand (like the body) to keep FastAPI's parameter machinery off the hot path
-    "parameters": [
-        {
-            "name": "invert",
-            "in": "query",
-            "required": False,
-            "schema": {"type": "string", "enum": list(INVERT_CHOICES), "default": "auto"},
-            "description": "Invert the image: auto decides from the border (as the CLI does).",
-        }
-    ],
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {
-                            "type": "array",
-                            "items": {"type": "string", "format": "binary"},
-                            "description": "One or more images (any format Pillow reads); "
-                            "repeat the field for several.",
-                        },
-                        "invert": {
-                            "type": "string",
-                            "enum": list(INVERT_CHOICES),
-                            "description": "Overrides the query parameter of the same name.",
-                        },
-                    },
-                }
+
+def upload_body(max_files: int) -> dict[str, Any]:
+    """The OpenAPI request of the upload routes, which the app parses by hand (the body, and
+    `invert` too, to keep FastAPI's parameter machinery off the hot path): 1 to ``max_files``
+    images in the field ``file``; ``invert`` as a query parameter or a form field, the form field
+    first when both are sent (each must be auto, yes or no when present)."""
+    invert = {"type": "string", "enum": list(INVERT_CHOICES)}
+    return {
+        "parameters": [
+            {
+                "name": "invert",
+                "in": "query",
+                "required": False,
+                "schema": {**invert, "default": "auto"},
+                "description": "Invert the image: auto decides from the border (as the CLI does). "
+                "The form field of the same name, when sent, takes precedence.",
             }
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {
+                            "file": {
+                                "type": "array",
+                                "items": {"type": "string", "format": "binary"},
+                                "minItems": 1,
+                                "maxItems": max_files,
+                                "description": "One or more images (any format Pillow reads); "
+                                "repeat the field for several.",
+                            },
+                            "invert": {
+                                **invert,
+                                "description": "Takes precedence over the query parameter of the same name.",
+                            },
+                        },
+                    }
+                }
+            },
         },
-    },
-}
+    }
+
+
 PNG_RESPONSE = {200: {"content": {"image/png": {}}, "description": "JSON, or a PNG grid."}}
 
 
@@ -99,7 +112,7 @@ def generate_request(max_generate: int) -> type[BaseModel]:
     """The JSON body of ``/v1/generate``; ``n`` is capped by the server's ``--max-generate``."""
 
     class GenerateRequest(BaseModel):
-        model_config = ConfigDict(extra="forbid")
+        model_config = ConfigDict(extra="forbid", strict=True)
 
         n: int = Field(16, ge=1, le=max_generate, description="Number of images.")
         sampler: Literal[SAMPLERS] = Field(DEFAULT_SAMPLER, description="Latent sampler.")
