@@ -140,9 +140,11 @@ def test_classify_text_and_top_k(toy_bundle, pngs):
 
 
 def test_classify_any_size_and_mode_with_invert(toy_bundle, tmp_path):
-    """A dark garment on white, RGB and 3x the size: auto inverts it to the training polarity."""
+    """A dark garment on white, RGB and 3x the size: auto inverts it to the training polarity (and
+    frames it: the garment's box fills the 28 pixels, so its shape, not its margins, decides)."""
     photo = np.full((84, 60, 3), 255, np.uint8)
-    photo[48:80, 10:50] = (30, 20, 10)  # dark block in the bottom half
+    photo[60:80, 10:50] = (30, 20, 10)  # dark, an inverted T: a wide foot
+    photo[20:60, 28:32] = (30, 20, 10)  # and a thin stem, so the framed garment is bottom-heavy
     path = tmp_path / "photo.jpg"
     Image.fromarray(photo).save(path, quality=95)
     rows = {

@@ -171,14 +171,19 @@ def _open_when_all_are_ready(barrier, url: str) -> None:
     tuning.open_shared_study(url, "fmnist-ae", "ae", {}, heartbeat=5)  # an error: exit code 1, traceback on stderr
 
 
+@pytest.mark.skipif(
+    not os.environ.get("FMNIST_RACE_TEST"),
+    reason="8 processes importing the training stack at once take minutes on 2 cores; FMNIST_RACE_TEST=1 runs it",
+)
 def test_processes_opening_one_fresh_study_at_once_all_get_it(postgres):
-    """The same race far tighter than whole commands can start: forked after the imports, released
-    together (without the creation lock about half of such rounds of 8 failed)."""
+    """The same race far tighter than whole commands can start: started processes, released together
+    by a barrier (without the creation lock about half of such rounds of 8 failed). Spawned, not
+    forked: a fork of this process, which has run torch's thread pools, can hang in the child."""
     import multiprocessing
 
     import optuna
 
-    ctx = multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("spawn")
     for attempt in range(5):
         url = postgres.database(f"forked{attempt}")
         barrier = ctx.Barrier(8)
