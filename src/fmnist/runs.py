@@ -24,6 +24,7 @@ from typing import Any
 from fmnist.config import MODELS, default_data_dir
 from fmnist.errors import ConfigError
 
+BUNDLED_MODELS = ("ae", "classifier", "vae")  # what a bundle holds graphs of; the head is the study's alone
 RUNS_ROOT = Path("runs")
 CONFIG_FILE = "config.json"
 RECORD_FILE = "run.json"
@@ -191,7 +192,7 @@ def resume_checkpoint(run: Path, model: str) -> Path | None:
     return check_readable(last, best, hint)
 
 
-def best_checkpoints(run: Path, models: tuple[str, ...] = MODELS, needed_by: str = "export") -> dict[str, Path]:
+def best_checkpoints(run: Path, models: tuple[str, ...] = BUNDLED_MODELS, needed_by: str = "export") -> dict[str, Path]:
     """Each model's best.ckpt, present and whole; otherwise one ConfigError naming the first problem."""
     run = Path(run)
     if not run.is_dir():
@@ -208,7 +209,7 @@ def best_checkpoints(run: Path, models: tuple[str, ...] = MODELS, needed_by: str
 # -- the trained models (these import torch) ------------------------------------------------------
 
 
-def load_models(run: Path, models: tuple[str, ...] = MODELS, needed_by: str = "export") -> dict:
+def load_models(run: Path, models: tuple[str, ...] = BUNDLED_MODELS, needed_by: str = "export") -> dict:
     """The best LightningModule of each model, rebuilt from its own checkpoint's config, in eval mode."""
     from fmnist.training.modules import load_module
 

@@ -5,6 +5,7 @@ say so in one line instead of a traceback from deep inside an import."""
 from __future__ import annotations
 
 import importlib.util
+import sys
 
 from fmnist.errors import MissingExtraError
 
@@ -26,6 +27,8 @@ TRAINING_MODULES = (
 
 
 def _installed(module: str) -> bool:
+    if sys.modules.get(module) is not None:  # imported already: optuna_integration's lazy module has no __spec__
+        return True
     try:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):  # a broken install, or a module blocked with sys.modules[name] = None

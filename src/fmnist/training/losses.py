@@ -65,9 +65,12 @@ def importance_weighted_log_px(vae, x: torch.Tensor, k: int) -> torch.Tensor:
     rises towards log p(x) as k grows.
     """
     mu, logvar = vae.encode(x)  # (B, d)
-    z = mu + torch.exp(0.5 * logvar) * torch.randn(k, *mu.shape, device=x.device)  # (k, B, d)
+    eps = torch.randn(k, *mu.shape, device=x.device)  # (k, B, d)
+    z = mu + torch.exp(0.5 * logvar) * eps
     recon = vae.decoder(z.flatten(0, 1)).view(k, *x.shape)  # (k, B, 1, 28, 28)
     log_px_z = gaussian_log_likelihood(x.expand_as(recon).flatten(0, 1), recon.flatten(0, 1), vae.log_scale).view(k, -1)
     log_pz = diag_gaussian_log_prob(z, torch.zeros_like(z), torch.zeros_like(z))
-    log_qz = diag_gaussian_log_prob(z, mu, logvar)
+    # log q(z|x) from eps, which (z - mu) / sigma is: a posterior so narrow that sigma underflows to 0
+    # would otherwise give 0 / 0
+    log_qz = (-0.5 * (eps**2 + logvar + LOG_2PI)).sum(-1)
     return torch.logsumexp(log_px_z + log_pz - log_qz, 0) - math.log(k)
