@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from fmnist.cli.extras import require_training_extra
+from fmnist.cli.outputs import check_folder
 from fmnist.config import ARCHS, DEFAULT_EPOCHS, DEFAULTS, MODELS
 from fmnist.errors import ConfigError, report_errors
 from fmnist.training.search_space import HEARTBEAT_S, PRUNERS, SEARCHED, TARGETS, TUNE_EPOCHS
@@ -201,8 +202,9 @@ def train(
     to end on augmented images (the one a bundle serves), and the VAE; checkpoints, metrics CSV, summary."""
     require_training_extra("train")
     from fmnist.config import Config
-    from fmnist.training.run import Hardware, train_models
+    from fmnist.training.run import Hardware, new_run_dir, train_models
 
+    check_folder(run_dir if run_dir is not None else new_run_dir(), "--run-dir")
     base = Config.from_json(params) if params else DEFAULTS
     if from_study:
         base = _study_config(params, storage, study_name)
@@ -371,9 +373,10 @@ def tune(
     """
     require_training_extra("tune")
     from fmnist.config import Config
-    from fmnist.training.run import Hardware
+    from fmnist.training.run import Hardware, new_run_dir
     from fmnist.training.tuning import tune as run_tune
 
+    check_folder(run_dir if run_dir is not None else new_run_dir(), "--run-dir")
     base = Config.from_json(params) if params else DEFAULTS
     overrides = dict(
         limit_train=limit_train,
@@ -430,6 +433,9 @@ def export(
     from fmnist import runs
     from fmnist.export.bundle import export_bundle
 
+    check_folder(out)
+    if out.exists():  # the new bundle is written next to it, then renamed into its place
+        check_folder(out.parent)
     run = run_dir if run_dir is not None else runs.latest_run()
     manifest = export_bundle(
         run,
@@ -484,6 +490,7 @@ def report(
 
     run = run_dir if run_dir is not None else runs.latest_run()
     target = out if out is not None else run / "report"
+    check_folder(target)
     made = make_report(
         run,
         target,

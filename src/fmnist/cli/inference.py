@@ -15,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from fmnist.cli.outputs import check_file, check_folder
 from fmnist.errors import FmnistError, InputError, print_error, report_error
 
 COMMANDS = ("generate", "classify", "reconstruct", "encode", "evaluate")
@@ -32,16 +33,18 @@ def _bundle(artifacts: Path | None, provider: str):
     return Bundle(artifacts, provider)
 
 
-def _load_all(paths: list[Path], invert: str):
+def _load_all(paths: list[Path], invert: str, max_pixels: int):
     """(loaded paths, images (N, 28, 28), errors). One bad file is reported, the rest go on."""
     import numpy as np
 
     from fmnist.runtime.images import expand_inputs, load_image
 
+    if max_pixels < 28 * 28:
+        raise InputError(f"--max-pixels must be >= {28 * 28}, not {max_pixels}")
     good, images, errors = [], [], []
     for path in expand_inputs(paths):
         try:
-            images.append(load_image(path, invert))
+            images.append(load_image(path, invert, max_pixels))
             good.append(path)
         except InputError as e:
             errors.append(str(e))
@@ -50,17 +53,6 @@ def _load_all(paths: list[Path], invert: str):
     for message in errors:
         print_error(message)
     return good, np.stack(images), errors
-
-
-def _output_file(out: Path, suffixes: tuple[str, ...]) -> Path:
-    """Check an --out file path before any work is done, so a bad one costs nothing."""
-    if out.suffix.lower() not in suffixes:
-        raise InputError(f"--out {out}: give a {' or a '.join(suffixes)} path")
-    if not out.parent.is_dir():
-        raise InputError(f"--out {out}: folder {out.parent} does not exist")
-    if out.is_dir():
-        raise InputError(f"--out {out} is a folder; give a file name")
-    return out
 
 
 def _finish(errors: list[str]) -> int:
@@ -79,8 +71,10 @@ def generate(n: int, sampler: str, seed: int, out: Path, scale: int, artifacts: 
     folder = out.suffix.lower() not in (".png", ".npy")
     if folder and (out.suffix or out.exists()) and not out.is_dir():
         raise InputError(f"--out {out}: give a .png (one grid), a .npy or a folder (a name without a suffix)")
-    if not folder:
-        _output_file(out, (".png", ".npy"))
+    if folder:
+        check_folder(out)
+    else:
+        check_file(out, (".png", ".npy"))
     images = _bundle(artifacts, provider).generate(n, sampler, seed)
     if out.suffix.lower() == ".png":
         out.write_bytes(to_png(images, scale=scale))
@@ -94,14 +88,16 @@ def generate(n: int, sampler: str, seed: int, out: Path, scale: int, artifacts: 
     return 0
 
 
-def classify(images: list[Path], top_k: int, as_json: bool, invert: str, artifacts: Path | None, provider: str) -> int:
+def classify(
+    images: list[Path], top_k: int, as_json: bool, invert: str, max_pixels: int, artifacts: Path | None, provider: str
+) -> int:
     """Classify images: the garment class and its probability."""
     from fmnist.runtime.bundle import top_classes
 
     if not 1 <= top_k <= 10:
         raise InputError(f"--top-k must be between 1 and 10, not {top_k}")
     model = _bundle(artifacts, provider)
-    paths, batch, errors = _load_all(images, invert)
+    paths, batch, errors = _load_all(images, invert, max_pixels)
     rows = []
     for path, ranked in zip(paths, top_classes(model.classify(batch), model.class_names, top_k), strict=True):
         rows.append({"path": str(path), **ranked[0], **({"top_k": ranked} if top_k > 1 else {})})
@@ -112,15 +108,17 @@ def classify(images: list[Path], top_k: int, as_json: bool, invert: str, artifac
     return _finish(errors)
 
 
-def reconstruct(images: list[Path], out: Path, scale: int, invert: str, artifacts: Path | None, provider: str) -> int:
+def reconstruct(
+    images: list[Path], out: Path, scale: int, invert: str, max_pixels: int, artifacts: Path | None, provider: str
+) -> int:
     """Reconstruct images through the autoencoder; prints each image's MSE."""
     import numpy as np
 
     from fmnist.runtime.images import to_png
 
-    _output_file(out, (".png",))
+    check_file(out, (".png",))
     model = _bundle(artifacts, provider)
-    paths, batch, errors = _load_all(images, invert)
+    paths, batch, errors = _load_all(images, invert, max_pixels)
     recon = model.reconstruct(batch)
     out.write_bytes(to_png(np.concatenate([batch, recon]), columns=len(batch), scale=scale))
     for path, mse in zip(paths, ((recon - batch) ** 2).mean((1, 2)), strict=True):
@@ -130,15 +128,21 @@ def reconstruct(images: list[Path], out: Path, scale: int, invert: str, artifact
 
 
 def encode(
-    images: list[Path], as_json: bool, out: Path | None, invert: str, artifacts: Path | None, provider: str
+    images: list[Path],
+    as_json: bool,
+    out: Path | None,
+    invert: str,
+    max_pixels: int,
+    artifacts: Path | None,
+    provider: str,
 ) -> int:
     """Encode images to their latent vectors."""
     import numpy as np
 
     if out is not None:
-        _output_file(out, (".npy",))
+        check_file(out, (".npy",))
     model = _bundle(artifacts, provider)
-    paths, batch, errors = _load_all(images, invert)
+    paths, batch, errors = _load_all(images, invert, max_pixels)
     latents = model.encode(batch)
     if out is not None:
         np.save(out, latents.astype(np.float32))
@@ -226,6 +230,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _bundle_options(p: argparse.ArgumentParser, images: bool) -> None:
     from fmnist.runtime.images import INVERT_CHOICES
+    from fmnist.runtime.limits import MAX_PIXELS
     from fmnist.runtime.sessions import PROVIDERS
 
     if images:
@@ -236,6 +241,14 @@ def _bundle_options(p: argparse.ArgumentParser, images: bool) -> None:
             choices=INVERT_CHOICES,
             default="auto",
             help="invert to light-on-dark: auto (from the border pixels), yes, no (default: auto)",
+        )
+        p.add_argument(
+            "--max-pixels",
+            type=int,
+            default=MAX_PIXELS,
+            metavar="N",
+            help="refuse images of more pixels (width x height), judged from their header before "
+            f"decoding, as `fmnist serve` does (default: {MAX_PIXELS:,}, 2048x2048)",
         )
     p.add_argument(
         "--artifacts",

@@ -82,7 +82,8 @@ class Bundle:
                     return session
             except Exception as e:  # noqa: BLE001 (any EP failure: reported, then the CPU)
                 error = first_line(e)
-            notice(f"the CUDA provider failed to start ({error or 'not loaded'}); using the CPU")
+            reason = error or "its CUDA or cuDNN libraries did not load"
+            notice(f"the CUDA provider failed to start ({reason}); using the CPU")
             self.providers, self.provider = [CPU], CPU
         try:
             return ort.InferenceSession(str(path), session_options(self.threads), providers=[CPU])

@@ -135,13 +135,25 @@ def preprocess(image, invert: str = "auto") -> np.ndarray:
     return fit(gray if gray.shape == (SIZE, SIZE) else frame(gray))
 
 
-def load_image(source, invert: str = "auto") -> np.ndarray:
+def check_size(image, name: str, max_pixels: int) -> None:
+    """InputError when an opened image has more than ``max_pixels`` pixels, judged from its header
+    before its pixels are decoded (a 140 kB PNG can hold 12000x12000 of them)."""
+    pixels = image.width * image.height
+    if pixels > max_pixels:
+        raise InputError(f"{name}: image of {pixels} pixels is over the limit of {max_pixels}")
+
+
+def load_image(source, invert: str = "auto", max_pixels: int | None = None) -> np.ndarray:
     """Path or bytes of any Pillow-readable image -> float32 (28, 28) in [0, 1] per the contract.
 
-    Raises InputError (one line) for missing, unreadable or truncated files.
+    Raises InputError (one line) for missing, unreadable or truncated files, and for images of
+    more than ``max_pixels`` pixels (None: no limit but Pillow's own).
     """
     name = "upload" if isinstance(source, bytes | bytearray) else str(source)
-    return preprocess(decode(open_image(source, name), name), invert)
+    image = open_image(source, name)
+    if max_pixels is not None:
+        check_size(image, name, max_pixels)
+    return preprocess(decode(image, name), invert)
 
 
 def expand_inputs(paths: list[Path]) -> list[Path]:

@@ -31,6 +31,7 @@ def choose_providers(provider: str) -> list[str]:
     """
     import onnxruntime as ort
 
+    quiet(ort)
     if provider not in PROVIDERS:
         raise InputError(f"--provider must be one of {', '.join(PROVIDERS)}, not {provider!r}")
     if provider != "cpu" and CUDA in ort.get_available_providers():
@@ -38,6 +39,17 @@ def choose_providers(provider: str) -> list[str]:
     if provider == "cuda":
         notice("--provider cuda: this onnxruntime has no CUDA provider (pip install onnxruntime-gpu); using the CPU")
     return [CPU]
+
+
+def quiet(ort) -> None:
+    """Only fatal messages from onnxruntime's own logger, set before the first session.
+
+    A CUDA provider that cannot load (onnxruntime-gpu without the CUDA or cuDNN it was built for)
+    logs a coloured error and a warning banner at session creation, and falls back to the CPU;
+    that is one `fmnist: notice:` line here (Bundle.session). Errors that matter reach us as
+    exceptions, with their message.
+    """
+    ort.set_default_logger_severity(4)
 
 
 def session_options(threads: int | None = None):

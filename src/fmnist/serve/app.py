@@ -151,10 +151,8 @@ def create_app(model_or_bundle_dir: Any = None, settings: Settings | None = None
         for name, data in files:
             label = name or "upload"  # what error messages call it
             image = images.open_image(data, label)  # the header only
-            pixels = image.width * image.height
-            if pixels > settings.max_pixels:
-                raise InputError(f"{label}: image of {pixels} pixels is over the limit of {settings.max_pixels}")
-            if pixels > _DECODE_INLINE_PIXELS:
+            images.check_size(image, label, settings.max_pixels)
+            if image.width * image.height > _DECODE_INLINE_PIXELS:
                 image = await run_in_threadpool(_decode, image, label, invert)
             else:
                 image = _decode(image, label, invert)

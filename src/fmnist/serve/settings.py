@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fmnist.errors import ConfigError
+from fmnist.runtime.limits import MAX_PIXELS
 from fmnist.runtime.sessions import PROVIDERS
 
 # How `fmnist serve --workers N` hands the bundle and settings to its worker processes.
@@ -59,7 +60,7 @@ class Settings:
     max_body_bytes: int = option(4 * 1024 * 1024, "Larger request bodies get 413 before they are read.", low=1024)
     max_files: int = option(64, "Most images per request.", low=1)
     max_pixels: int = option(
-        2048 * 2048, "Largest image (width x height, read from its header); larger ones get 400.", low=28 * 28
+        MAX_PIXELS, "Largest image (width x height, read from its header); larger ones get 400.", low=28 * 28
     )
     max_generate: int = option(1024, "Largest n for /v1/generate.", low=1)
     provider: str = option("auto", "onnxruntime provider: auto, cpu or cuda.", choices=PROVIDERS)
