@@ -202,7 +202,8 @@ def train(
     to end on augmented images (the one a bundle serves), and the VAE; checkpoints, metrics CSV, summary."""
     require_training_extra("train")
     from fmnist.config import Config
-    from fmnist.training.run import Hardware, new_run_dir, train_models
+    from fmnist.runs import new_run_dir
+    from fmnist.training.run import Hardware, train_models
 
     check_folder(run_dir if run_dir is not None else new_run_dir(), "--run-dir")
     base = Config.from_json(params) if params else DEFAULTS
@@ -373,7 +374,8 @@ def tune(
     """
     require_training_extra("tune")
     from fmnist.config import Config
-    from fmnist.training.run import Hardware, new_run_dir
+    from fmnist.runs import new_run_dir
+    from fmnist.training.run import Hardware
     from fmnist.training.tuning import tune as run_tune
 
     check_folder(run_dir if run_dir is not None else new_run_dir(), "--run-dir")
