@@ -14,9 +14,13 @@ For each it prints requests per second, p50 and p99 latency, the error count and
 medians over the rounds give the ratios and the verdict on the issue's targets (a p99 on a shared
 2-core machine moves by tens of ms from one run to the next). The load generator is
 lean (raw asyncio streams, a pre-built request, keep-alive) because it shares the CPU with the
-server. Usage::
+server. ``--baseline-src DIR`` adds each server mode run from another source tree (a worktree of
+an earlier commit), as ``MODE@baseline``, in the same interleaved rounds: a change's cost measured
+under the same load as the change. Usage::
 
     PYTHONPATH=src python benchmarks/serve_load.py [--artifacts DIR] [--requests 5000]
+    git worktree add /tmp/base main~1
+    PYTHONPATH=src python benchmarks/serve_load.py --modes on,workers2 --baseline-src /tmp/base/src
 """
 
 import argparse
@@ -67,8 +71,8 @@ def naive_server(bundle: str, port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
-def start_server(mode: str, bundle: str, port: int) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+def start_server(mode: str, bundle: str, port: int, src: Path = ROOT / "src", timeout: float = 60) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")])}
     if mode == "naive":
         cmd = [sys.executable, __file__, "--naive-server", "--artifacts", bundle, "--port", str(port)]
     else:
@@ -87,7 +91,7 @@ def start_server(mode: str, bundle: str, port: int) -> subprocess.Popen:
             *flags,
         ]
     proc = subprocess.Popen(cmd, env=env)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + timeout
     while True:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
@@ -194,33 +198,46 @@ async def load(port: int, total: int, concurrency: int) -> tuple[float, np.ndarr
     return time.perf_counter() - start, np.array(latencies), errors
 
 
+def metric_samples(text: str) -> dict[tuple[str, frozenset], float]:
+    """Prometheus text -> {(name, labels): value}; ``le`` as a float string, so "1" and "1.0" agree and
+    the label order does not matter (hand-written and prometheus_client output both parse)."""
+    out = {}
+    for m in re.finditer(r"^(\w+)(?:\{(.*)\})? (\S+)$", text, re.M):
+        labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+        if "le" in labels:
+            labels["le"] = str(float(labels["le"]))
+        out[(m.group(1), frozenset(labels.items()))] = float(m.group(3))
+    return out
+
+
 def mean_batch(port: int) -> tuple[float, float] | None:
     """(mean images per classify call, share of calls with more than one image) from /metrics."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-            text = r.read().decode()
+            samples = metric_samples(r.read().decode())
     except OSError:
         return None
-    grab = lambda pat: float(re.search(pat, text, re.M).group(1))  # noqa: E731
+    op = ("op", "classify")
     try:
-        count = grab(r'^fmnist_batch_size_count\{op="classify"\} (\S+)$')
-        total = grab(r'^fmnist_batch_size_sum\{op="classify"\} (\S+)$')
-        ones = grab(r'^fmnist_batch_size_bucket\{op="classify",le="1"\} (\S+)$')
-    except AttributeError:
+        count = samples[("fmnist_batch_size_count", frozenset({op}))]
+        total = samples[("fmnist_batch_size_sum", frozenset({op}))]
+        ones = samples[("fmnist_batch_size_bucket", frozenset({op, ("le", "1.0")}))]
+    except KeyError:
         return None
     return total / count, 1 - ones / count
 
 
 def run_mode(mode: str, bundle: str, args) -> dict:
     port = free_port()
-    proc = start_server(mode, bundle, port)
+    server, _, tree = mode.partition("@")
+    proc = start_server(server, bundle, port, Path(args.baseline_src) if tree else ROOT / "src", args.start_timeout)
     try:
         runner = _loop_runner()
         runner(load(port, args.warmup, args.concurrency))
         cpu0 = cpu_seconds(proc.pid)
         seconds, lat, errors = runner(load(port, args.requests, args.concurrency))
         cpu = cpu_seconds(proc.pid) - cpu0
-        batch = mean_batch(port) if mode != "naive" else None
+        batch = mean_batch(port) if server != "naive" else None
     finally:
         stop_server(proc)
     return {
@@ -254,6 +271,11 @@ def main() -> None:
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {MODES}")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of every mode; medians are reported")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--start-timeout", type=float, default=60, help="seconds a server may take to be ready")
+    parser.add_argument(
+        "--baseline-src",
+        help="another source tree (its src/ folder): every server mode also runs from it, as MODE@baseline",
+    )
     parser.add_argument("--naive-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -267,7 +289,11 @@ def main() -> None:
         f"bundle: {bundle} ({kind}); {args.requests} requests after {args.warmup} warm-up, "
         f"{args.concurrency} clients, {os.cpu_count()} CPUs"
     )
-    rounds: dict[str, list[dict]] = {mode: [] for mode in args.modes.split(",")}
+    modes = args.modes.split(",")
+    if args.baseline_src:
+        modes += [f"{m}@baseline" for m in modes if m != "naive"]
+        print(f"baseline: {args.baseline_src}")
+    rounds: dict[str, list[dict]] = {mode: [] for mode in modes}
     for k in range(args.rounds):  # modes interleaved, so a drift in machine load touches them all
         for mode in rounds:
             r = run_mode(mode, bundle, args)
@@ -284,6 +310,9 @@ def main() -> None:
         print(f"batching on / off:   {rps['on'] / rps['off']:.2f}x  (target >= 0.9)")
     if "workers2" in rps and "on" in rps:
         print(f"2 workers / 1:       {rps['workers2'] / rps['on']:.2f}x")
+    for mode in rps:
+        if mode.endswith("@baseline") and mode.split("@")[0] in rps:
+            print(f"{mode.split('@')[0]} / {mode}: {rps[mode.split('@')[0]] / rps[mode]:.3f}x")
     if "on" in results:
         on = results["on"]
         ok = on["rps"] >= 1000 and on["p99_ms"] <= 100 and on["errors"] == 0
@@ -295,7 +324,7 @@ def main() -> None:
 def describe(r: dict) -> str:
     batch = f"  mean batch {r['mean_batch']:.1f} ({r['batched_share']:.0%} of calls > 1)" if r["mean_batch"] else ""
     return (
-        f"{r['mode']:>9}: {r['rps']:7.0f} req/s  p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  "
+        f"{r['mode']:>18}: {r['rps']:7.0f} req/s  p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  "
         f"errors {r['errors']}  server CPU {r['server_cpu_ms']:.2f} ms/req{batch}"
     )
 

@@ -12,7 +12,10 @@ from typer.testing import CliRunner
 TINY = ["--limit-train", "2000", "--batch-size", "100", "--lr", "0.01", "--no-progress"]
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = Path(os.environ.get("FMNIST_DATA", ROOT.parent / "shared" / "data"))
+# Absolute, and exported so: tests that change folder, and the processes they start elsewhere,
+# find the data that a relative FMNIST_DATA (the README's ../shared/data) named from the start folder.
+DATA_DIR = Path(os.environ.get("FMNIST_DATA") or ROOT.parent / "shared" / "data").resolve()
+os.environ["FMNIST_DATA"] = str(DATA_DIR)
 
 
 @pytest.fixture(scope="session")
@@ -53,3 +56,10 @@ def toy_bundle(tmp_path_factory) -> Path:
     from tests.toybundle import build_toy_bundle
 
     return build_toy_bundle(tmp_path_factory.mktemp("toy") / "bundle")
+
+
+@pytest.fixture
+def no_default_data(monkeypatch, tmp_path):
+    """Neither $FMNIST_DATA nor the per-user cache holds the data: only a folder a run recorded does."""
+    monkeypatch.delenv("FMNIST_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))

@@ -70,7 +70,17 @@ LOG_SCALE_RANGE = (-10.0, 2.0)
 PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")  # no separators, no "..", no leading dot
 SHA256 = re.compile(r"[0-9a-f]{64}")
 # Keys that, when present, hold an object (their contents are the exporter's, not checked here).
-OBJECT_KEYS = ("libraries", "config", "configs", "input_contract", "graphs", "samplers", "metrics", "provenance")
+OBJECT_KEYS = (
+    "libraries",
+    "config",
+    "configs",
+    "input_contract",
+    "graphs",
+    "samplers",
+    "metrics",
+    "training_metrics",
+    "provenance",
+)
 
 INPUT_CONTRACT = {
     "shape": [1, 28, 28],

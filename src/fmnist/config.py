@@ -17,23 +17,36 @@ from typing import Any
 from fmnist.errors import ConfigError
 
 DATA_ENV_VAR = "FMNIST_DATA"
-MODELS = ("ae", "classifier", "vae")
-# The AE and the VAE need the long cosine schedule (the VAE reached a validation ELBO of 437 nats in
-# 30 epochs, short of the seed's 459); the head-only classifier converges within 30.
-DEFAULT_EPOCHS = {"ae": 100, "classifier": 30, "vae": 100}
+# ae: the autoencoder; head: the seed's experiment, a small head on the frozen AE encoder;
+# classifier: the AE encoder and a head fine-tuned end to end on augmented images (the bundle's);
+# vae: the variational autoencoder, started from the AE's trunk and decoder
+MODELS = ("ae", "head", "classifier", "vae")
+DEFAULT_EPOCHS = {"ae": 20, "head": 30, "classifier": 25, "vae": 3}
+# (hidden width, hidden layers) of each classifier's head when not set. The frozen encoder's head
+# sees only the 8-number latent, where a second hidden layer separates the classes better; the
+# fine-tuned classifier keeps the seed's one layer. Configs saved before head_depth existed had one.
+HEAD_SHAPES = {"head": (256, 2), "classifier": (126, 1)}
 
 
-def default_data_dir() -> Path:
-    """``$FMNIST_DATA``, else a per-user cache folder (torchvision layout below it)."""
+def default_data_dir(recorded: Path | None = None) -> Path:
+    """``$FMNIST_DATA``, else ``recorded`` (the folder a run was trained on), else a per-user cache
+    folder (torchvision layout below it). A relative ``$FMNIST_DATA`` is made absolute here, from
+    the folder the command started in, so a run records where its data really is."""
     if os.environ.get(DATA_ENV_VAR):
-        return Path(os.environ[DATA_ENV_VAR])
+        return Path(os.path.abspath(Path(os.environ[DATA_ENV_VAR]).expanduser()))
+    if recorded is not None:
+        return Path(recorded)
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fmnist"
 
 
 # seed: the seed's small network (50k parameters); wide: four times the channels with batch
-# norm (874k), for the end-to-end (--unfreeze) classifier target
-ARCHS = ("seed", "wide")
+# norm (874k); medium: the default, wide's channels and batch norm with one convolution fewer
+# per scale, so that the whole default recipe trains within an hour on two CPU cores
+ARCHS = ("seed", "wide", "medium")
 LR_SCHEDULES = ("cosine", "constant")
+# learned: the seed's scale, one scalar trained by gradient; optimal: the sigma-VAE's closed form
+# (Rybkin et al. 2021), the scale that maximises the likelihood of each batch's reconstructions
+VAE_SCALES = ("learned", "optimal")
 ENCODER_SHAPE = ("latent_dim", "arch")  # the fields a classifier shares with the AE it is built on
 
 
@@ -45,23 +58,33 @@ class Config:
     val_fraction: float = 0.1  # seeded hold-out of the official training set
     # optimisation, shared by every model
     epochs: int | None = None  # None: each model's own default, DEFAULT_EPOCHS
-    batch_size: int = 300
+    batch_size: int = 128
     lr: float = 3e-3
     lr_schedule: str = "cosine"  # cosine decays lr to 0 over the epochs; or constant
     # autoencoder (the VAE uses the same latent size)
-    arch: str = "seed"
+    arch: str = "medium"
     latent_dim: int = 8
     l1: float = 0.0  # l1 * sum|w| added to the loss
     l2: float = 0.0  # Adam weight decay
     # classifier head on the AE's encoder
-    head_width: int = 126
-    unfreeze: bool = False
-    # encoder lr = lr * this, with --unfreeze. Smaller than the head's rate, as a fine-tuned encoder
-    # wants; on the wide arch 0.3 beat 0.1 on the validation split (loss 0.227 vs 0.249) and 1.0,
-    # no smaller rate at all, gained little more (0.226): benchmarks/results/2026-11-27
-    encoder_lr_scale: float = 0.3
-    # VAE evaluation
-    iw_samples: int = 100  # importance samples for the log p(x) estimate
+    head_width: int | None = None  # None: the model's own, HEAD_SHAPES
+    head_depth: int | None = None
+    unfreeze: bool = True  # the classifier fine-tunes its encoder; the head model never does
+    encoder_lr_scale: float = 0.5  # encoder lr = lr * this when fine-tuned: a slower encoder keeps what the AE learnt
+    dropout: float = 0.1  # before the encoder's first linear layer, in the fine-tuned classifier only
+    # classifier training augmentation (fmnist.training.augment), drawn per image: what photos
+    # users bring differ by in framing, pose, contrast and focus
+    augment: bool = True
+    aug_shift: float = 0.1  # largest translation, as a fraction of the side
+    aug_scale: tuple[float, float] = (0.8, 1.1)  # zoom range (< 1: the garment gets smaller)
+    aug_rotate: float = 10.0  # largest rotation, degrees
+    aug_contrast: float = 0.3  # contrast factor drawn from [1 - this, 1 + this]
+    aug_brightness: float = 0.1  # added offset drawn from [-this, this], then clipped to [0, 1]
+    aug_blur: float = 0.2  # probability of a Gaussian blur (sigma 0.4 to 1.2 pixels)
+    # VAE
+    vae_scale: str = "optimal"
+    vae_from_ae: bool = True  # start the VAE's trunk and decoder from the run's AE when it has one
+    iw_samples: int = 16  # importance samples for the log p(x) estimate (k decoder passes per test image)
 
     def __post_init__(self) -> None:
         checks = [
@@ -76,8 +99,17 @@ class Config:
             (self.latent_dim >= 1, "--latent-dim must be >= 1"),
             (self.l1 >= 0, "--l1 must be >= 0"),
             (self.l2 >= 0, "--l2 must be >= 0"),
-            (self.head_width >= 1, "--head-width must be >= 1"),
+            (self.head_width is None or self.head_width >= 1, "--head-width must be >= 1"),
+            (self.head_depth is None or 1 <= self.head_depth <= 8, "--head-depth must be between 1 and 8"),
             (self.encoder_lr_scale > 0, "encoder_lr_scale must be > 0"),
+            (0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)"),
+            (0.0 <= self.aug_shift < 0.5, "aug_shift must be in [0, 0.5)"),
+            (0 < self.aug_scale[0] <= self.aug_scale[1], "aug_scale must be (low, high) with 0 < low <= high"),
+            (0.0 <= self.aug_rotate <= 180.0, "aug_rotate must be in [0, 180]"),
+            (0.0 <= self.aug_contrast < 1.0, "aug_contrast must be in [0, 1)"),
+            (0.0 <= self.aug_brightness < 1.0, "aug_brightness must be in [0, 1)"),
+            (0.0 <= self.aug_blur <= 1.0, "aug_blur must be in [0, 1]"),
+            (self.vae_scale in VAE_SCALES, f"vae_scale must be one of {', '.join(VAE_SCALES)}"),
             (self.iw_samples >= 1, "--iw-samples must be >= 1"),
         ]
         for ok, message in checks:
@@ -90,11 +122,24 @@ class Config:
         unknown = sorted(set(changes) - known)
         if unknown:
             raise ConfigError(f"unknown hyper-parameter(s): {', '.join(unknown)}")
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        changes = {k: tuple(v) if k == "aug_scale" else v for k, v in changes.items() if v is not None}
+        return dataclasses.replace(self, **changes)
 
     def for_model(self, model: str) -> Config:
-        """This config with ``epochs`` resolved for ``model``."""
-        return self if self.epochs is not None else dataclasses.replace(self, epochs=DEFAULT_EPOCHS[model])
+        """This config with ``epochs`` (and a classifier's head shape) resolved for ``model``."""
+        width, depth = HEAD_SHAPES.get(model, HEAD_SHAPES["classifier"])
+        return dataclasses.replace(
+            self,
+            epochs=DEFAULT_EPOCHS[model] if self.epochs is None else self.epochs,
+            head_width=width if self.head_width is None else self.head_width,
+            head_depth=depth if self.head_depth is None else self.head_depth,
+        )
+
+    @property
+    def head_shape(self) -> tuple[int, int]:
+        """(width, hidden layers) of a classifier's head; unresolved fields take the classifier's."""
+        width, depth = HEAD_SHAPES["classifier"]
+        return self.head_width or width, self.head_depth or depth
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

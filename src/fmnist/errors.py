@@ -23,6 +23,23 @@ class InputError(FmnistError):
     """An input image, array or request parameter cannot be used."""
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM stopped a command. A BaseException, like KeyboardInterrupt, so no
+    ``except Exception`` on the way up swallows it; the exit code is the shell's 128 + signal."""
+
+    def __init__(self, signum: int, message: str = ""):
+        super().__init__(message)
+        self.signum, self.message = signum, message
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+class MissingExtraError(FmnistError):
+    """A command needs libraries of an extra that is not installed (``pip install "fmnist[train]"``)."""
+
+
 def print_error(message: object) -> None:
     """The one-line form every fmnist error takes on stderr."""
     import sys
@@ -30,13 +47,13 @@ def print_error(message: object) -> None:
     print(f"fmnist: error: {message}", file=sys.stderr)
 
 
-def report_error(error: FmnistError | KeyboardInterrupt) -> int:
-    """Print ``error`` as one line; its exit code: 2 for an FmnistError, 130 for Ctrl-C."""
-    if isinstance(error, KeyboardInterrupt):
+def report_error(error: FmnistError | KeyboardInterrupt | Interrupted) -> int:
+    """Print ``error`` as one line; its exit code: 2 for an FmnistError, 130 for Ctrl-C, 143 for SIGTERM."""
+    if isinstance(error, KeyboardInterrupt | Interrupted):
         import sys
 
-        print("fmnist: interrupted", file=sys.stderr)
-        return 130
+        print(f"fmnist: {getattr(error, 'message', '') or 'interrupted'}", file=sys.stderr)
+        return getattr(error, "exit_code", 130)
     print_error(error)
     return error.exit_code
 
@@ -51,7 +68,7 @@ def report_errors(command):
 
         try:
             return command(*args, **kwargs)
-        except (FmnistError, KeyboardInterrupt) as e:
+        except (FmnistError, KeyboardInterrupt, Interrupted) as e:
             raise typer.Exit(report_error(e)) from None
 
     return wrapper

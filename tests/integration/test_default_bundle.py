@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,9 +13,10 @@ from typer.testing import CliRunner
 from fmnist import artifacts
 from fmnist.cli.app import app
 from fmnist.runtime.bundle import Bundle
-from fmnist.runtime.evaluation import load_test_set
+from fmnist.runtime.evaluation import load_split, load_test_set
 
 DEFAULT = artifacts.default_bundle_dir()
+SEED_BUNDLE = Path(__file__).resolve().parents[2] / "benchmarks" / "bundles" / "seed"  # the seed recipe's
 
 
 @pytest.fixture
@@ -27,26 +29,42 @@ def clean_cwd(tmp_path, monkeypatch):
 def test_default_bundle_is_used_when_nothing_else_is_given(clean_cwd):
     assert artifacts.resolve_bundle_dir(None) == DEFAULT
     manifest = artifacts.load_manifest(DEFAULT)
-    assert sum(f["size"] for f in manifest["files"].values()) < 5_000_000
-    assert manifest["config"]["arch"] == "seed" and manifest["latent_dim"] == 8
+    assert sum(f["size"] for f in manifest["files"].values()) < 12_000_000
+    assert manifest["config"]["arch"] == "medium" and manifest["latent_dim"] == 8
     (clean_cwd / "artifacts").mkdir()  # a folder without a manifest is not taken for a bundle
     assert artifacts.resolve_bundle_dir(None) == DEFAULT
 
 
-def test_default_bundle_meets_the_ae_and_classifier_targets():
-    metrics = artifacts.load_manifest(DEFAULT)["metrics"]
-    assert metrics["reconstruction_mse"] <= 0.0152  # the seed's test MSE at d=8
-    assert metrics["classifier_accuracy"] >= 0.83  # the seed's frozen-encoder accuracy
+def test_default_bundle_meets_the_model_targets():
+    manifest = artifacts.load_manifest(DEFAULT)
+    metrics, training = manifest["metrics"], manifest["training_metrics"]
+    assert metrics["reconstruction_mse"] <= 0.0115  # test MSE at d=8
+    # the fine-tuned, augmented classifier it serves; the target is 0.93, not met yet (README): this
+    # keeps what the shipped bundle reaches from slipping
+    assert metrics["classifier_accuracy"] >= 0.915
+    assert metrics["photo_accuracy"] >= 0.88  # the product-photo set, through classify's preprocessing
+    # the seed's experiment, a head on the frozen encoder; target 0.86, not met yet (0.8567)
+    assert training["head_accuracy"] >= 0.855
+    assert metrics["vae_elbo"] >= 550  # nats/image
 
 
-def test_default_bundle_meets_the_vae_target():
-    assert artifacts.load_manifest(DEFAULT)["metrics"]["vae_elbo"] >= 459  # the seed's test ELBO, nats/image
+def test_default_kde_samples_are_no_worse_than_the_seed_bundles(data_dir):
+    from fmnist.runtime.evaluation import frechet_distance
+    from fmnist.runtime.reference import reference_features
+
+    images, _ = load_test_set(data_dir)
+    real = reference_features(images[:3000])
+    distances = {
+        name: frechet_distance(real, reference_features(Bundle(folder, "cpu").generate(3000, "kde", 0)))
+        for name, folder in (("seed", SEED_BUNDLE), ("default", DEFAULT))
+    }
+    assert distances["default"] <= distances["seed"], distances
 
 
 def test_generate_and_classify_work_right_after_installing(clean_cwd, data_dir):
     result = CliRunner().invoke(app, ["generate", "--n", "16"])
     assert result.exit_code == 0, result.output
-    assert Image.open(clean_cwd / "samples.png").size == (122, 122)
+    assert Image.open(clean_cwd / "samples.png").size == (4 * 122, 4 * 122)
     images, labels = load_test_set(data_dir)
     folder = clean_cwd / "test-images"
     folder.mkdir()
@@ -61,7 +79,11 @@ def test_evaluate_reproduces_the_default_manifest(data_dir):
     images, labels = load_test_set(data_dir)
     from fmnist.runtime.evaluation import evaluate_bundle
 
-    got = evaluate_bundle(Bundle(DEFAULT, "cpu"), images, labels, generated=500)
+    train_images, _ = load_split(data_dir, "train")
+    got = evaluate_bundle(Bundle(DEFAULT, "cpu"), images, labels, train_images)
     assert got["reconstruction_mse"] == pytest.approx(metrics["reconstruction_mse"], rel=1e-4)
     assert got["classifier_accuracy"] == pytest.approx(metrics["classifier_accuracy"], abs=2e-4)
+    assert got["photo_accuracy"] == pytest.approx(metrics["photo_accuracy"], abs=1e-3)
     assert got["vae_elbo"] == pytest.approx(metrics["vae_elbo"], abs=1.0)
+    for name, sampler in got["samplers"].items():
+        assert sampler["frechet_distance"] == pytest.approx(metrics["samplers"][name]["frechet_distance"], rel=1e-3)

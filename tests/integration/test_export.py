@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -28,7 +29,10 @@ def test_bundle_files_and_manifest(tiny_bundle, tiny_run):
     assert manifest["latent_dim"] == 8 and len(manifest["class_names"]) == 10
     assert manifest["config"]["limit_train"] == 2000  # the run's config, not today's defaults
     summary = json.loads((tiny_run / "ae" / "summary.json").read_text())
-    assert manifest["metrics"]["reconstruction_mse"] == summary["test_mse"]
+    assert manifest["training_metrics"]["reconstruction_mse"] == summary["test_mse"]  # PyTorch, in the run
+    assert manifest["metrics"]["reconstruction_mse"] == pytest.approx(summary["test_mse"], rel=1e-4)  # onnxruntime
+    head = json.loads((tiny_run / "head" / "summary.json").read_text())
+    assert manifest["training_metrics"]["head_accuracy"] == head["test_accuracy"]
     assert {"torch", "onnx", "onnxruntime", "scikit-learn"} <= set(manifest["libraries"])
     assert manifest["provenance"]["run_dir"] == str(tiny_run.resolve())
     for name, entry in manifest["files"].items():
@@ -80,7 +84,8 @@ def test_samplers_npz_holds_the_fitted_objects(tiny_bundle):
     assert np.array_equal(arrays["kde_latent_points"], np.asarray(kde.tree_.data))
     assert arrays["kde_latent_points"].shape == (400, 8) and arrays["kde_pca_points"].shape == (400, 2)
     assert float(arrays["kde_pca_bandwidth"]) == kde_pca.bandwidth_
-    assert np.isclose(np.logspace(-1, 1, 20), kde.bandwidth_).any()  # picked from the seed's grid
+    low, high = json.loads((tiny_bundle / "manifest.json").read_text())["samplers"]["kde_latent_bandwidth_grid"]
+    assert np.isclose(np.geomspace(low, high, 20), kde.bandwidth_).any()  # picked from the grid around Scott's rule
 
 
 @pytest.fixture
@@ -141,3 +146,27 @@ def test_export_refuses_a_run_without_models_and_a_foreign_out_folder(tmp_path, 
     result = CliRunner().invoke(app, ["export", "--run-dir", str(tiny_run), "--out", str(foreign)])
     assert result.exit_code == 2 and "not an fmnist bundle" in result.output
     assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+def test_export_uses_the_runs_data_folder_links_out_to_a_version_and_names_degenerate_models(
+    tiny_run, tmp_path, no_default_data, monkeypatch
+):
+    from fmnist.training import evaluate
+
+    def at_chance(model, split):
+        return {"accuracy": 0.1}
+
+    monkeypatch.setattr(evaluate, "classifier_metrics", at_chance)  # as after a run far too short
+    out = tmp_path / "artifacts"
+    (tmp_path / ".artifacts.tmp-999999999-x").mkdir()  # what a killed export left
+    args = ["export", "--run-dir", tiny_run, "--out", out, "--kde-points", "400", "--no-download"]  # no --data-dir
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    notices = [line for line in result.stdout.splitlines() if line.startswith("notice: ")]
+    assert notices == [
+        "notice: the classifier is near chance: test accuracy 0.100, chance 0.1; "
+        "train longer (more --epochs, all the data: see the README's quick recipe)"
+    ]
+    assert out.is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == sorted(["artifacts", os.readlink(out)])
+    manifest = artifacts.load_manifest(out)
+    assert manifest["provenance"]["data_dir"] == json.loads((tiny_run / "run.json").read_text())["data_dir"]

@@ -61,9 +61,11 @@ def data_dir(tmp_path_factory) -> Path:
     images = (rng.random((40, 28, 28)) * 255).astype(np.uint8)
     labels = rng.integers(0, 10, 40).astype(np.uint8)
     header = (2051).to_bytes(4, "big") + b"".join(n.to_bytes(4, "big") for n in (40, 28, 28))
-    with gzip.open(raw / "t10k-images-idx3-ubyte.gz", "wb") as f:
-        f.write(header + images.tobytes())
-    (raw / "t10k-labels-idx1-ubyte").write_bytes((2049).to_bytes(4, "big") + (40).to_bytes(4, "big") + labels.tobytes())
+    for prefix in ("t10k", "train"):  # evaluate reads training images for its Frechet floor
+        with gzip.open(raw / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
+            f.write(header + images[::-1].tobytes() if prefix == "train" else header + images.tobytes())
+        label_bytes = (2049).to_bytes(4, "big") + (40).to_bytes(4, "big") + labels.tobytes()
+        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(label_bytes)
     return root
 
 
@@ -74,11 +76,18 @@ def test_generate_png_grid_folder_and_npy(toy_bundle, tmp_path):
     b = ("--artifacts", toy_bundle)
     result = run_cli("generate", "--n", "16", "--out", tmp_path / "s.png", *b)
     assert result.exit_code == 0 and str(tmp_path / "s.png") in result.stdout
-    assert Image.open(tmp_path / "s.png").size == (4 * 30 + 2, 4 * 30 + 2)  # 4x4 tiles of 28 + 2 padding
-    assert run_cli("generate", "--n", "3", "--out", tmp_path / "dir", *b).exit_code == 0
+    # 4x4 tiles of 28 + 2 padding, each pixel shown 4x4 (112 px per image)
+    assert Image.open(tmp_path / "s.png").size == (4 * (4 * 30 + 2), 4 * (4 * 30 + 2))
+    assert run_cli("generate", "--n", "16", "--scale", "1", "--out", tmp_path / "s1.png", *b).exit_code == 0
+    small, large = (np.asarray(Image.open(tmp_path / n)) for n in ("s1.png", "s.png"))
+    assert small.shape == (4 * 30 + 2, 4 * 30 + 2) and np.array_equal(large[::4, ::4], small)
+    assert run_cli("generate", "--n", "3", "--scale", "1", "--out", tmp_path / "dir", *b).exit_code == 0
     files = sorted((tmp_path / "dir").iterdir())
     assert [f.name for f in files] == [f"sample-0000{i}.png" for i in range(3)]
     assert all(Image.open(f).size == (28, 28) for f in files)
+    for bad in ("0", "17", "two"):
+        result = run_cli("generate", "--scale", bad, "--out", tmp_path / "bad.png", *b)
+        assert result.exit_code == 2 and not (tmp_path / "bad.png").exists()
     for sampler in ("kde", "kde-pca", "vae"):
         out = tmp_path / f"{sampler}.npy"
         assert run_cli("generate", "--n", "5", "--sampler", sampler, "--out", out, *b).exit_code == 0
@@ -131,9 +140,11 @@ def test_classify_text_and_top_k(toy_bundle, pngs):
 
 
 def test_classify_any_size_and_mode_with_invert(toy_bundle, tmp_path):
-    """A dark garment on white, RGB and 3x the size: auto inverts it to the training polarity."""
+    """A dark garment on white, RGB and 3x the size: auto inverts it to the training polarity (and
+    frames it: the garment's box fills the 28 pixels, so its shape, not its margins, decides)."""
     photo = np.full((84, 60, 3), 255, np.uint8)
-    photo[48:80, 10:50] = (30, 20, 10)  # dark block in the bottom half
+    photo[60:80, 10:50] = (30, 20, 10)  # dark, an inverted T: a wide foot
+    photo[20:60, 28:32] = (30, 20, 10)  # and a thin stem, so the framed garment is bottom-heavy
     path = tmp_path / "photo.jpg"
     Image.fromarray(photo).save(path, quality=95)
     rows = {
@@ -146,9 +157,11 @@ def test_classify_any_size_and_mode_with_invert(toy_bundle, tmp_path):
 
 def test_reconstruct_writes_originals_over_reconstructions_and_prints_mse(toy_bundle, pngs, tmp_path):
     out = tmp_path / "r.png"
-    result = run_cli("reconstruct", pngs / "black.png", pngs / "top.png", "--out", out, "--artifacts", toy_bundle)
+    args = ("reconstruct", pngs / "black.png", pngs / "top.png", "--out", out, "--artifacts", toy_bundle)
+    result = run_cli(*args, "--scale", "1")
     assert result.exit_code == 0, result.output
     assert Image.open(out).size == (2 * 30 + 2, 2 * 30 + 2)
+    assert run_cli(*args).exit_code == 0 and Image.open(out).size == (4 * (2 * 30 + 2), 4 * (2 * 30 + 2))
     x = np.stack([np.asarray(Image.open(pngs / n), np.float32) / 255 for n in ("black.png", "top.png")])
     mse = ((toy.toy_decode(toy.toy_encode(x)) - x) ** 2).mean((1, 2))
     assert f"{pngs / 'black.png'}: mse {mse[0]:.5f}" in result.stdout
@@ -178,7 +191,10 @@ def test_evaluate_json(toy_bundle, data_dir):
     result = run_cli("evaluate", "--data-dir", data_dir, "--json", "--artifacts", toy_bundle)
     assert result.exit_code == 0, result.output
     got = json.loads(result.stdout)
-    assert {"reconstruction_mse", "classifier_accuracy", "per_class_accuracy", "vae_elbo", "samplers"} <= set(got)
+    keys = {"reconstruction_mse", "classifier_accuracy", "per_class_accuracy", "photo_accuracy", "vae_elbo"}
+    assert keys | {"samplers", "frechet_floors"} <= set(got)
+    assert 0 <= got["photo_accuracy"] <= 1 and got["photo_images"] == 40
+    assert set(got["frechet_floors"]) == {"training_images", "test_reconstructions"}
     images, labels = load_test_set(data_dir)
     assert images.shape == (40, 28, 28) and got["test_images"] == 40
     model = Bundle(toy_bundle, "cpu")
@@ -192,6 +208,23 @@ def test_evaluate_json(toy_bundle, data_dir):
         assert sum(s["class_spread"].values()) == pytest.approx(1.0)
     text = run_cli("evaluate", "--data-dir", data_dir, "--artifacts", toy_bundle).stdout
     assert "classifier accuracy" in text and "Frechet" in text
+
+
+def test_evaluate_says_when_a_model_is_degenerate(toy_bundle, data_dir):
+    """The toy's fixed weights classify noise at chance and reconstruct it worse than its mean image."""
+    from fmnist.runtime.evaluation import load_test_set
+
+    images = load_test_set(data_dir)[0]
+    baseline = float(((images - images.mean(0)) ** 2).mean())
+    result = run_cli("evaluate", "--data-dir", data_dir, "--json", "--artifacts", toy_bundle)
+    got = json.loads(result.stdout)  # the notices go to stderr, so --json stays parseable
+    advice = "train longer (more --epochs, all the data: see the README's quick recipe)"
+    assert result.stderr.splitlines() == [
+        f"fmnist: notice: the classifier is near chance: test accuracy {got['classifier_accuracy']:.3f}, "
+        f"chance 0.1; {advice}",
+        f"fmnist: notice: the AE is no better than the mean image: test MSE {got['reconstruction_mse']:.4f}, "
+        f"the mean test image's {baseline:.4f}; {advice}",
+    ]
 
 
 def test_evaluate_reads_fmnist_data(toy_bundle, data_dir, monkeypatch):

@@ -65,10 +65,11 @@ def assert_real_png(path):
 
 
 @pytest.mark.slow
-def test_report_writes_every_figure_and_the_page(study_run, tiny_bundle, data_dir, tmp_path):
+def test_report_writes_every_figure_and_the_page(study_run, tiny_bundle, tmp_path, no_default_data):
     out = tmp_path / "report"
-    # the tiny bundle was exported from tiny_run, not from this copy: PCA/KDE are refitted
-    result = run_cli("report", "--run-dir", study_run, "--out", out, "--artifacts", tiny_bundle, "--data-dir", data_dir,
+    # the tiny bundle was exported from tiny_run, not from this copy: PCA/KDE are refitted;
+    # no --data-dir: the run's own data folder (run.json)
+    result = run_cli("report", "--run-dir", study_run, "--out", out, "--artifacts", tiny_bundle, "--no-download",
                      *TSNE)  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "refitting PCA/KDE" in result.output

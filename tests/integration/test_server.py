@@ -10,7 +10,6 @@ import dataclasses
 import io
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -21,6 +20,7 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 from serve_fakes import (
     FakeModel,
     ThreadServer,
@@ -71,15 +71,18 @@ def check_classify(result: dict, filename: str, value: int) -> None:
     assert result["probabilities"] == pytest.approx(p.tolist(), abs=1e-6)
 
 
+def metric(text: str, name: str, **labels: str) -> float | None:
+    """The value of sample ``name`` with exactly these labels in a Prometheus text exposition."""
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and s.labels == labels:
+                return s.value
+    return None
+
+
 def counter(client: httpx.Client, route: str, method: str, status: int) -> float:
     text = client.get("/metrics").text
-    m = re.search(
-        rf'^fmnist_http_requests_total{{route="{re.escape(route)}",method="{method}",'
-        rf'status="{status}"}} (\S+)$',
-        text,
-        re.M,
-    )
-    return float(m.group(1)) if m else 0.0
+    return metric(text, "fmnist_http_requests_total", route=route, method=method, status=str(status)) or 0.0
 
 
 # --------------------------------------------------------------------------- routes
@@ -208,8 +211,7 @@ def test_metrics_count_requests_by_route_and_status(client):
     assert counter(client, "/v1/generate", "POST", 422) == bad + 1
     text = client.get("/metrics").text
     assert client.get("/metrics").headers["content-type"].startswith("text/plain; version=0.0.4")
-    count = re.search(r'^fmnist_http_request_duration_seconds_count{route="/v1/classify"} (\d+)$', text, re.M)
-    assert int(count.group(1)) >= 3
+    assert metric(text, "fmnist_http_request_duration_seconds_count", route="/v1/classify") >= 3
 
 
 # --------------------------------------------------------------------------- bad input
@@ -406,8 +408,8 @@ def test_concurrent_callers_get_their_own_answers_and_batches_form(server, clien
     assert max(sizes) > 3, f"no batching: {sizes}"
     assert max(sizes) <= SETTINGS.max_batch
     text = client.get("/metrics").text
-    le1 = int(re.search(r'^fmnist_batch_size_bucket{op="classify",le="1"} (\d+)$', text, re.M).group(1))
-    total = int(re.search(r'^fmnist_batch_size_count{op="classify"} (\d+)$', text, re.M).group(1))
+    le1 = metric(text, "fmnist_batch_size_bucket", op="classify", le="1.0")
+    total = metric(text, "fmnist_batch_size_count", op="classify")
     assert total > le1, "the batch-size histogram shows no batch larger than 1"
 
 
@@ -454,7 +456,7 @@ def test_batching_off_gives_the_same_answers_one_call_per_request():
         check_classify(r.json()["results"][0], "img0.png", 30)
         check_classify(r.json()["results"][1], "img1.png", 220)
         assert fake.calls == [("classify", 2)]
-        assert 'fmnist_batch_size_count{op="classify"} 1' in c.get("/metrics").text
+        assert metric(c.get("/metrics").text, "fmnist_batch_size_count", op="classify") == 1
 
 
 # --------------------------------------------------------------------------- the command

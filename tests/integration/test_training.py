@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -31,13 +33,17 @@ def without_time(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in rows]
 
 
-def test_run_folder_layout(tiny_run):
+def test_run_folder_layout(tiny_run, data_dir):
     assert json.loads((tiny_run / "config.json").read_text())["epochs"] == 3
-    for model in ("ae", "classifier", "vae"):
+    # what is not a hyper-parameter: export, report and --resume find the data without --data-dir
+    record = json.loads((tiny_run / "run.json").read_text())
+    assert record == {"data_dir": str(data_dir), "models": ["ae", "head", "classifier", "vae"]}
+    for model in ("ae", "head", "classifier", "vae"):
         for name in ("best.ckpt", "last.ckpt", "metrics.csv", "summary.json"):
             assert (tiny_run / model / name).is_file(), (model, name)
-    for name in ("confusion_matrix.csv", "confusion_matrix.png"):
-        assert (tiny_run / "classifier" / name).stat().st_size > 500
+    for model in ("head", "classifier"):
+        for name in ("confusion_matrix.csv", "confusion_matrix.png"):
+            assert (tiny_run / model / name).stat().st_size > 500
     for name in ("samples.png", "reconstructions.png"):
         assert (tiny_run / "vae" / name).stat().st_size > 500
 
@@ -97,11 +103,16 @@ def test_classifier_summary_and_confusion_matrix(tiny_run):
         assert sum(float(v) for v in row[1:]) == pytest.approx(1.0, abs=1e-3)
 
 
-def test_frozen_classifier_keeps_the_ae_encoder(tiny_run):
-    ae = torch.load(tiny_run / "ae" / "best.ckpt", map_location="cpu", weights_only=False)["state_dict"]
-    clf = torch.load(tiny_run / "classifier" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+def test_the_head_keeps_the_ae_encoder_and_the_classifier_fine_tunes_it(tiny_run):
+    def state(model: str, name: str = "last.ckpt") -> dict:
+        return torch.load(tiny_run / model / name, map_location="cpu", weights_only=False)["state_dict"]
+
+    ae, head, clf = state("ae", "best.ckpt"), state("head"), state("classifier")
     enc = {k: v for k, v in ae.items() if k.startswith("model.encoder.")}
-    assert enc and all(torch.equal(v, clf[k]) for k, v in enc.items())
+    assert enc and all(torch.equal(v, head[k]) for k, v in enc.items())
+    assert not all(torch.equal(v, clf[k]) for k, v in enc.items())
+    config = torch.load(tiny_run / "head" / "last.ckpt", map_location="cpu", weights_only=False)["hyper_parameters"]
+    assert (config["config"]["unfreeze"], config["config"]["augment"]) == (False, False)
 
 
 def test_vae_summary_terms(tiny_run):
@@ -211,36 +222,88 @@ def test_resume_without_a_run_is_an_error(tmp_path):
     assert result.exit_code == 2
 
 
+def start(args, cwd: Path, **kwargs) -> subprocess.Popen:
+    """``fmnist ARGS`` in ``cwd``, in its own process group (DDP's other rank included)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "fmnist.cli", *map(str, args)]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    return subprocess.Popen(cmd, cwd=cwd, env=env, start_new_session=True, **pipes, **kwargs)
+
+
+def finish(proc: subprocess.Popen, timeout: float) -> tuple[str, str]:
+    """Its output; past ``timeout`` the whole group is killed and the test fails (a hang, not a wait)."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"still running after {timeout} s: {err[-2000:]}")
+
+
+def stopped_run(tmp_path: Path, signum: int) -> tuple[Path, str, str, int]:
+    """A 5-epoch AE run (no --run-dir: runs/<time> below tmp_path) stopped by ``signum`` once its first
+    epoch is saved; the run folder, its stdout, its stderr and its exit code."""
+    proc = start(["train", "--model", "ae", "--epochs", "5", *TINY], cwd=tmp_path)
+    deadline = time.monotonic() + 240
+    while not list(tmp_path.glob("runs/*/ae/last.ckpt")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signum)
+    out, err = finish(proc, 120)
+    (run,) = (tmp_path / "runs").iterdir()
+    return run, out, err, proc.returncode
+
+
 @pytest.mark.slow
-def test_ddp_on_two_cpu_processes(data_dir, tmp_path):
-    env = {**os.environ, "FMNIST_DATA": str(data_dir)}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fmnist.cli",
-            "train",
-            "--model",
-            "ae",
-            "--accelerator",
-            "cpu",
-            "--devices",
-            "2",
-            "--strategy",
-            "ddp",
-            "--epochs",
-            "1",
-            "--run-dir",
-            str(tmp_path / "ddp"),
-            *TINY,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        cwd=tmp_path,
+def test_sigterm_keeps_the_run_says_how_to_resume_and_resume_alone_continues_it(data_dir, tmp_path):
+    run, out, err, code = stopped_run(tmp_path, signal.SIGTERM)
+    assert code == 143, err[-3000:]
+    assert out.splitlines()[0] == f"run folder: runs/{run.name}"  # said at the start
+    assert err.splitlines()[-1] == (
+        f"fmnist: SIGTERM: stopped while training the ae; run folder runs/{run.name}; "
+        f"resume: fmnist train --resume --run-dir runs/{run.name} --no-progress"
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = read_csv(tmp_path / "ddp" / "ae" / "metrics.csv")
+    assert (run / "ae" / "last.ckpt").is_file() and not (run / "ae" / "summary.json").exists()
+    # the same command without --run-dir (and with the bars on, to see them named)
+    proc = start(["train", "--resume"], cwd=tmp_path)
+    out, err = finish(proc, 300)
+    assert proc.returncode == 0, err[-3000:]
+    assert out.splitlines()[0] == f"resuming runs/{run.name}, the newest unfinished run"
+    assert "[1/1] ae, epoch 5/5" in err and "[1/1] ae: test set (10000 images)" in out
+    assert [int(r["epoch"]) for r in read_csv(run / "ae" / "metrics.csv")] == [0, 1, 2, 3, 4]
+    assert json.loads((run / "ae" / "summary.json").read_text())["epochs"] == 5
+
+
+@pytest.mark.slow
+def test_ctrl_c_exits_130_with_the_resume_command(data_dir, tmp_path):
+    run, _, err, code = stopped_run(tmp_path, signal.SIGINT)
+    assert code == 130, err[-3000:]
+    assert err.splitlines()[-1].startswith(f"fmnist: SIGINT: stopped while training the ae; run folder runs/{run.name}")
+    assert "Traceback" not in err
+
+
+def test_a_damaged_last_checkpoint_is_one_line_naming_it_and_the_previous_good_one(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "ae" / "summary.json").unlink()
+    (run / "ae" / "last.ckpt").write_bytes(b"")  # as SIGKILL during a copy from another filesystem left it
+    result = run_cli("train", "--model", "ae", "--resume", "--run-dir", run, "--no-progress")
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        f"fmnist: error: checkpoint {run}/ae/last.ckpt cannot be read (empty); the previous good one is "
+        f"{run}/ae/best.ckpt: copy it over last.ckpt to resume from that epoch, or delete last.ckpt to train "
+        "the ae again\n"
+    )
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes_with_an_uneven_batch_count(data_dir, tmp_path):
+    """7 batches on 2 ranks: with 4 and 3 the rank a batch short waited for ever in the all-reduce."""
+    args = ["train", "--model", "ae", "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--epochs", "1"]
+    args += ["--arch", "seed"]  # no batch norm: 7 batches leave the medium network's running statistics unsettled
+    proc = start([*args, "--limit-train", "2100", "--batch-size", "300", "--lr", "0.01", "--no-progress"], tmp_path)
+    _, err = finish(proc, 300)
+    assert proc.returncode == 0, err[-3000:]
+    (run,) = (tmp_path / "runs").iterdir()  # both ranks in the one folder the first chose
+    rows = read_csv(run / "ae" / "metrics.csv")
     assert len(rows) == 1 and float(rows[0]["val_mse"]) < 0.2
-    assert json.loads((tmp_path / "ddp" / "ae" / "summary.json").read_text())["test_mse"] < 0.2
+    assert json.loads((run / "ae" / "summary.json").read_text())["test_mse"] < 0.2

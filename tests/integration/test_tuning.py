@@ -126,7 +126,8 @@ def test_resuming_adds_trials_and_a_classifier_study_pins_the_encoder(ae_study, 
         assert 0.0 <= t.user_attrs["val_acc"] <= 1.0 and t.value == t.user_attrs["val_loss"]
         assert json.loads((Path(t.user_attrs["folder"]) / "config.json").read_text())["latent_dim"] == latent_dim
     best = json.loads((tmp_path / "best_params.json").read_text())
-    assert best == {"latent_dim": latent_dim, "arch": "seed", "head_width": study.best_trial.params["head_width"]}
+    arch = json.loads((Path(trials[0].user_attrs["folder"]) / "config.json").read_text())["arch"]  # the AE's
+    assert best == {"latent_dim": latent_dim, "arch": arch, "head_width": study.best_trial.params["head_width"]}
 
 
 def test_pruning_goes_through_lightnings_trainer(data_dir, tmp_path):

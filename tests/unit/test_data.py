@@ -63,3 +63,13 @@ def test_a_failed_download_is_one_line(tmp_path, monkeypatch, error):
     with pytest.raises(DataError) as caught:
         data.load_official(tmp_path, train=True, download=True)
     assert "\n" not in str(caught.value) and "Tried mirror_2" in str(caught.value)
+
+
+@pytest.mark.parametrize(("n", "batch", "world"), [(2100, 300, 2), (100, 10, 3), (50, 100, 2), (0, 10, 2)])
+def test_every_rank_takes_the_same_number_of_batches(n, batch, world):
+    """An uneven batch count left one DDP rank a step more, waiting for ever in the all-reduce."""
+    ranks = [EpochBatches(n, batch, seed=1, shuffle=True, rank=r, world=world) for r in range(world)]
+    counts = [len(list(r)) for r in ranks]
+    assert counts == [len(r) for r in ranks] and len(set(counts)) == 1
+    seen = [i for r in ranks for b in r for i in b.tolist()]
+    assert set(seen) == set(range(n))  # every image still taken, a few twice

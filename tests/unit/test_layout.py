@@ -14,7 +14,8 @@ def test_the_runtime_imports_neither_the_server_nor_the_cli_nor_the_training_sta
         "bad = sorted({m.split('.')[0] if not m.startswith('fmnist.') else '.'.join(m.split('.')[:2])\n"
         "              for m in sys.modules}\n"
         "             & {'fmnist.serve', 'fmnist.cli', 'fmnist.training', 'fmnist.export', 'fmnist.analysis',\n"
-        "                'torch', 'lightning', 'sklearn', 'typer', 'click', 'fastapi', 'pydantic', 'starlette'})\n"
+        "                'torch', 'lightning', 'sklearn', 'joblib', 'optuna', 'matplotlib', 'typer', 'click',\n"
+        "                'fastapi', 'pydantic', 'starlette', 'prometheus_client'})\n"
         "print(bad)"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)

@@ -7,7 +7,9 @@ from fmnist.config import Config
 from fmnist.training import losses, models
 
 
-@pytest.mark.parametrize(("arch", "low", "high"), [("seed", 49_000, 51_000), ("wide", 870_000, 880_000)])
+@pytest.mark.parametrize(
+    ("arch", "low", "high"), [("seed", 49_000, 51_000), ("wide", 870_000, 880_000), ("medium", 850_000, 860_000)]
+)
 def test_autoencoder_shapes_and_size(arch, low, high):
     ae = models.AutoEncoder(Config(latent_dim=8, arch=arch)).eval()
     x = torch.rand(5, 1, 28, 28)
@@ -18,7 +20,7 @@ def test_autoencoder_shapes_and_size(arch, low, high):
     assert low < n_params < high, n_params
 
 
-@pytest.mark.parametrize("arch", ["seed", "wide"])
+@pytest.mark.parametrize("arch", ["seed", "wide", "medium"])
 def test_vae_shapes(arch):
     vae = models.VAE(Config(latent_dim=3, arch=arch))
     recon, z, mu, logvar = vae(torch.rand(4, 1, 28, 28))
@@ -85,10 +87,10 @@ def test_ae_loss_separates_pure_mse_from_the_l1_penalty():
     assert loss0 is mse0
 
 
-@pytest.mark.parametrize("arch", ["seed", "wide"])
+@pytest.mark.parametrize("arch", ["seed", "wide", "medium"])
 def test_frozen_classifier_trains_only_its_head(arch):
     torch.manual_seed(0)
-    clf = models.Classifier(Config(arch=arch)).train()
+    clf = models.Classifier(Config(arch=arch, unfreeze=False)).train()
     before = {k: v.clone() for k, v in clf.encoder.state_dict().items()}
     opt = torch.optim.Adam([p for p in clf.parameters() if p.requires_grad])
     for _ in range(3):
@@ -97,3 +99,34 @@ def test_frozen_classifier_trains_only_its_head(arch):
         opt.step()
     assert all(torch.equal(before[k], v) for k, v in clf.encoder.state_dict().items())
     assert all(not p.requires_grad for p in clf.encoder.parameters())
+
+
+def test_the_optimal_log_scale_maximises_the_likelihood():
+    torch.manual_seed(0)
+    x, mean = torch.rand(4, 1, 28, 28), torch.rand(4, 1, 28, 28)
+    best = losses.optimal_log_scale(x, mean)
+    assert best.item() == pytest.approx(0.5 * math.log(((x - mean) ** 2).mean().item()), rel=1e-5)
+    at = [losses.gaussian_log_likelihood(x, mean, best + d).sum().item() for d in (-0.05, 0.0, 0.05)]
+    assert at[1] > at[0] and at[1] > at[2]
+
+
+def test_the_fine_tuned_classifier_has_dropout_and_the_ae_encoder_none():
+    fine_tuned = models.Classifier(Config(unfreeze=True, dropout=0.3))
+    dropouts = [m.p for m in fine_tuned.encoder.modules() if isinstance(m, torch.nn.Dropout)]
+    assert dropouts == [0.3]
+    ae = models.AutoEncoder(Config())
+    assert [m.p for m in ae.encoder.modules() if isinstance(m, torch.nn.Dropout)] == [0.0]
+    fine_tuned.encoder.load_state_dict(ae.encoder.state_dict())  # same parameters: the AE's weights fit
+
+
+@pytest.mark.parametrize("arch", ["seed", "medium"])
+def test_a_vae_started_from_the_ae_decodes_its_means_as_the_ae_does(arch):
+    torch.manual_seed(0)
+    config = Config(arch=arch, latent_dim=4)
+    ae, vae = models.AutoEncoder(config).eval(), models.VAE(config).eval()
+    models.start_vae_from_ae(vae, ae)
+    x = torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(vae.decoder(ae.encoder(x)), ae(x))
+        if arch == "medium":  # no hidden layer: the mean head is the AE's last encoder layer
+            assert torch.allclose(vae.encode(x)[0], ae.encoder(x))

@@ -10,7 +10,7 @@ def test_the_seed_search_space():
     ae = {p.name: (p.low, p.high, p.log, p.kind) for p in TARGETS["ae"].space}
     assert ae == {
         "latent_dim": (2, 12, True, int),
-        "lr": (1e-5, 1e-3, False, float),
+        "lr": (1e-5, 1e-3, True, float),  # the seed's log scale: a uniform draw is 1e-4 or more 9 times in 10
         "l1": (1e-6, 1e-3, True, float),
         "l2": (1e-6, 1e-3, True, float),
     }

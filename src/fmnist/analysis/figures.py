@@ -49,6 +49,18 @@ def loss_curves(
     return _save(fig, path)
 
 
+def sample_grid(images: np.ndarray, title: str, path: Path, columns: int = 8) -> Path:
+    """(n, 28, 28) in [0, 1] as one titled grid, each image shown large enough to look at."""
+    from fmnist.runtime.images import grid
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 7.4))
+    ax.imshow(grid(images, columns), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=11)
+    return _save(fig, path)
+
+
 def image_rows(
     rows: Sequence[np.ndarray], row_labels: Sequence[str], col_labels: Sequence[str], title: str, path: Path
 ) -> Path:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import csv
 import html
-import json
 import re
 import time
 from collections.abc import Callable
@@ -21,15 +20,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fmnist import CLASS_NAMES, artifacts
+from fmnist import CLASS_NAMES, artifacts, runs
 from fmnist.analysis import figures
 from fmnist.errors import BundleError, ConfigError
 from fmnist.training import data as data_mod
 from fmnist.training import evaluate
 from fmnist.training import figures as train_figures
-from fmnist.training.modules import load_module
 
-MODELS = ("ae", "classifier", "vae")
+MODELS = ("ae", "classifier", "vae")  # what the report needs; the head's figures are shown when present
+SUMMARIES = ("ae", "head", "classifier", "vae")
 MAX_TSNE_POINTS = 10_000
 REFIT_KDE_POINTS = 2000
 N_SAMPLES = 64  # images per sampler grid (8 x 8)
@@ -38,8 +37,12 @@ INTERPOLATION_CLASSES = (0, 9)  # the first test T-shirt/top -> the first test A
 
 CURVES = {  # model: (title, [(y label, metrics.csv columns)])
     "ae": ("Autoencoder", [("loss (MSE + L1)", ["train_loss", "val_loss"]), ("MSE", ["train_mse", "val_mse"])]),
+    "head": (
+        "Head on the frozen encoder",
+        [("cross-entropy", ["train_loss", "val_loss"]), ("accuracy", ["train_acc", "val_acc"])],
+    ),
     "classifier": (
-        "Classifier",
+        "Classifier (fine-tuned, augmented)",
         [("cross-entropy", ["train_loss", "val_loss"]), ("accuracy", ["train_acc", "val_acc"])],
     ),
     "vae": (
@@ -84,17 +87,6 @@ class Samplers:
 # -- loading -------------------------------------------------------------------------------------
 
 
-def check_run(run_dir: Path) -> dict[str, Path]:
-    """The run's best checkpoints by model; a missing folder or checkpoint is a user error."""
-    if not run_dir.is_dir():
-        raise ConfigError(f"run folder {run_dir} does not exist (pass --run-dir a folder written by `fmnist train`)")
-    paths = {m: run_dir / m / "best.ckpt" for m in MODELS}
-    missing = [str(p) for p in paths.values() if not p.is_file()]
-    if missing:
-        raise ConfigError(f"{missing[0]} not found: the report needs a run with all three models (fmnist train)")
-    return paths
-
-
 def read_metrics(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """metrics.csv -> (epochs, {column: values}); empty cells become NaN."""
     with open(path) as f:
@@ -103,11 +95,6 @@ def read_metrics(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         raise ConfigError(f"{path} has no epochs")
     columns = {k: np.array([float(r[k]) if r[k] not in ("", None) else np.nan for r in rows]) for k in rows[0]}
     return columns.pop("epoch"), columns
-
-
-def read_summary(run_dir: Path, model: str) -> dict:
-    path = run_dir / model / "summary.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def load_samplers(
@@ -141,15 +128,10 @@ def load_samplers(
     log(f"{reason}: refitting PCA/KDE on this run's encoded training images ({REFIT_KDE_POINTS} points per KDE)")
     start = time.perf_counter()
     s = fit_samplers(train_latents(), 2, REFIT_KDE_POINTS, seed)
+    for notice in s.notices:
+        log(f"notice: {notice}")
     log(f"refit done in {time.perf_counter() - start:.1f} s")
     return Samplers(s.pca, s.kde_pca, s.kde_latent, source=f"refitted here: {reason}")
-
-
-@torch.inference_mode()
-def encode(encoder: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, batch: int = 2000) -> np.ndarray:
-    """uint8 (N, 28, 28) -> latents (N, d) as float64."""
-    parts = [encoder(data_mod.to_float(images[i : i + batch])) for i in range(0, len(images), batch)]
-    return torch.cat(parts).double().numpy()
 
 
 @torch.inference_mode()
@@ -200,7 +182,7 @@ def tsne(points: np.ndarray, perplexity: float, seed: int, log) -> np.ndarray:
 
 def curve_figures(run_dir: Path, report: Report) -> None:
     for model, (title, panels) in CURVES.items():
-        path = run_dir / model / "metrics.csv"
+        path = runs.model_dir(run_dir, model) / runs.METRICS_FILE
         if not path.is_file():
             report.notices.append(f"no {path}: {model} loss curves skipped")
             continue
@@ -278,8 +260,8 @@ def _fmt(v) -> str:
 def key_numbers(run_dir: Path) -> list[tuple[str, str, str]]:
     """(model, key, value) for every scalar in each model's summary.json."""
     rows = []
-    for model in MODELS:
-        for k, v in read_summary(run_dir, model).items():
+    for model in SUMMARIES:
+        for k, v in runs.read_summary(run_dir, model).items():
             if k != "model" and isinstance(v, int | float | str):
                 rows.append((model, k, _fmt(v)))
     return rows
@@ -338,14 +320,12 @@ def make_report(
 ) -> Report:
     """Every figure as a PNG in ``out`` and ``out/report.html``; returns what was written."""
     run_dir, out = Path(run_dir), Path(out)
-    paths = check_run(run_dir)
+    runs.best_checkpoints(run_dir, MODELS, needed_by="the report")
     if not 2 <= tsne_points <= MAX_TSNE_POINTS:
         raise ConfigError(f"--tsne-points must be between 2 and {MAX_TSNE_POINTS}, not {tsne_points}")
     out.mkdir(parents=True, exist_ok=True)
     report = Report(out)
-    modules = {m: load_module(m, str(p)) for m, p in paths.items()}
-    for module in modules.values():
-        module.model.eval()
+    modules = runs.load_models(run_dir, MODELS, needed_by="the report")
     ae, clf, vae = (modules[m].model for m in MODELS)
     config = modules["ae"].config
     test = data_mod.load_official(data_dir, train=False, download=download)
@@ -376,14 +356,14 @@ def make_report(
     report.add(path, "Classifier", f"Per-class test accuracy (overall {metrics['accuracy']:.4f}).")
 
     log("latent space")
-    latents = encode(ae.encoder, test.images)  # (N, d)
+    latents = runs.encode(ae.encoder, test.images)  # (N, d)
     labels = test.labels.numpy()
 
     def train_latents() -> np.ndarray:
         splits = data_mod.load_splits(
             data_dir, val_fraction=config.val_fraction, seed=config.seed, limit=config.limit_train, download=download
         )
-        return encode(ae.encoder, splits.train.images)
+        return runs.encode(ae.encoder, splits.train.images)
 
     samplers = load_samplers(run_dir, bundle, bundle_explicit, train_latents, config.seed, log)
     report.samplers_source = samplers.source
@@ -419,24 +399,20 @@ def make_report(
     normal = torch.randn(N_SAMPLES, config.latent_dim, generator=torch.Generator().manual_seed(seed))
     z_pca = samplers.pca.inverse_transform(samplers.kde_pca.sample(N_SAMPLES, random_state=seed))
     generated = {
-        "kde_pca": (decode(ae.decoder, z_pca), "kde-pca: KDE sample in PCA space -> inverse PCA -> AE decoder."),
+        "kde_pca": (decode(ae.decoder, z_pca), "kde-pca: KDE sample in PCA space -> inverse PCA -> AE decoder"),
         "kde": (
             decode(ae.decoder, samplers.kde_latent.sample(N_SAMPLES, random_state=seed)),
-            "kde: KDE sample of the full latent -> AE decoder.",
+            "kde: KDE sample of the full latent -> AE decoder",
         ),
-        "vae": (
-            decode(vae.decoder, normal),
-            "vae: z ~ N(0, I) -> VAE decoder.",
-        ),
+        "vae": (decode(vae.decoder, normal), "vae: z ~ N(0, I) -> VAE decoder"),
     }
     for name, (images, caption) in generated.items():
-        path = out / f"samples_{name.replace('_', '-')}.png"
-        train_figures.save_grid(torch.as_tensor(images).unsqueeze(1), path)
-        report.add(path, "Generated images", caption)
+        path = figures.sample_grid(images, caption, out / f"samples_{name.replace('_', '-')}.png")
+        report.add(path, "Generated images", caption + ".")
 
     a, b = (picks[k] for k in INTERPOLATION_CLASSES)
     pair = test.images[[a, b]]
-    ends = {"AE": encode(ae.encoder, pair), "VAE": encode(lambda t: vae.encode(t)[0], pair)}
+    ends = {"AE": runs.encode(ae.encoder, pair), "VAE": runs.encode(lambda t: vae.encode(t)[0], pair)}
     strips = [
         decode(ae.decoder, interpolate(*ends["AE"], INTERPOLATION_STEPS)),
         decode(vae.decoder, interpolate(*ends["VAE"], INTERPOLATION_STEPS)),

@@ -8,8 +8,9 @@ from typing import Annotated
 
 import typer
 
+from fmnist.cli.extras import require_training_extra
 from fmnist.cli.outputs import check_folder
-from fmnist.config import ARCHS, DEFAULTS, MODELS
+from fmnist.config import ARCHS, DEFAULT_EPOCHS, DEFAULTS, MODELS
 from fmnist.errors import ConfigError, report_errors
 from fmnist.training.search_space import HEARTBEAT_S, PRUNERS, SEARCHED, TARGETS, TUNE_EPOCHS
 
@@ -33,7 +34,8 @@ DataDir = Annotated[
         "--data-dir",
         envvar="FMNIST_DATA",
         show_envvar=True,
-        help="Folder holding FashionMNIST/raw (torchvision layout). (default: ~/.cache/fmnist)",
+        help="Folder holding FashionMNIST/raw (torchvision layout). "
+        "(default: the run's own, recorded in RUN/run.json; else ~/.cache/fmnist)",
     ),
 ]
 RunDir = Annotated[
@@ -42,7 +44,12 @@ RunDir = Annotated[
 ]
 Epochs = Annotated[
     int | None,
-    typer.Option("--epochs", help="Epochs for every model trained. (default: AE 100, classifier 30, VAE 100)"),
+    typer.Option(
+        "--epochs",
+        help="Epochs for every model trained. (default: "
+        + ", ".join(f"{m} {n}" for m, n in DEFAULT_EPOCHS.items())
+        + ")",
+    ),
 ]
 LimitTrain = Annotated[
     int | None,
@@ -65,7 +72,24 @@ Download = Annotated[
 Unfreeze = Annotated[
     bool | None,
     typer.Option(
-        "--unfreeze/--freeze", help="Fine-tune the encoder end to end (encoder lr scaled down). (default: freeze)"
+        "--unfreeze/--freeze",
+        help="The classifier fine-tunes its encoder end to end (encoder lr scaled down); the head model "
+        "always keeps it frozen. (default: unfreeze)",
+    ),
+]
+Augment = Annotated[
+    bool | None,
+    typer.Option(
+        "--augment/--no-augment",
+        help="Train the classifier on shifted, zoomed, turned, re-contrasted and blurred images. (default: augment)",
+    ),
+]
+VaeScale = Annotated[
+    str | None,
+    typer.Option(
+        "--vae-scale",
+        help="The VAE likelihood's shared scale: optimal (sigma-VAE closed form) or learned (by gradient, "
+        f"the seed's). {_d('vae_scale')}",
     ),
 ]
 Params = Annotated[
@@ -93,7 +117,9 @@ def _root(
     """Train autoencoders on Fashion-MNIST and serve them as framework-free ONNX artifacts."""
 
 
-def _parse_model(model: str) -> tuple[str, ...]:
+def _parse_model(model: str | None) -> tuple[str, ...] | None:
+    if model is None:
+        return None
     if model == "all":
         return MODELS
     if model not in MODELS:
@@ -104,7 +130,12 @@ def _parse_model(model: str) -> tuple[str, ...]:
 @app.command()
 @report_errors
 def train(
-    model: Annotated[str, typer.Option("--model", help="ae, classifier, vae, or all (in that order).")] = "all",
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", help="ae, head, classifier, vae, or all (in that order). (default: all; resumed: the run's)"
+        ),
+    ] = None,
     data_dir: DataDir = None,
     run_dir: RunDir = None,
     epochs: Epochs = None,
@@ -120,9 +151,16 @@ def train(
         str | None, typer.Option("--arch", help=f"AE architecture: {' or '.join(ARCHS)}. {_d('arch')}")
     ] = None,
     head_width: Annotated[
-        int | None, typer.Option("--head-width", help=f"Classifier hidden width h. {_d('head_width')}")
+        int | None,
+        typer.Option("--head-width", help="Hidden width of a classifier's head. (default: head 256, classifier 126)"),
+    ] = None,
+    head_depth: Annotated[
+        int | None,
+        typer.Option("--head-depth", help="Hidden layers of a classifier's head. (default: head 2, classifier 1)"),
     ] = None,
     unfreeze: Unfreeze = None,
+    augment: Augment = None,
+    vae_scale: VaeScale = None,
     iw_samples: Annotated[
         int | None, typer.Option("--iw-samples", help=f"Importance samples for the VAE's log p(x). {_d('iw_samples')}")
     ] = None,
@@ -147,7 +185,12 @@ def train(
     ae_run: Annotated[
         Path | None, typer.Option("--ae-run", help="Run folder whose AE the classifier uses. (default: this run's)")
     ] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --run-dir from its last.ckpt.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="Continue the run in --run-dir (default: the newest unfinished one) from its last.ckpt."
+        ),
+    ] = False,
     download: Download = True,
     accelerator: Accelerator = "auto",
     devices: Annotated[str, typer.Option("--devices", help="Lightning devices: a count, a list, or auto.")] = "auto",
@@ -155,9 +198,12 @@ def train(
     precision: Precision = None,
     progress: Progress = True,
 ) -> None:
-    """Train the AE, the classifier on its frozen encoder, and the VAE (checkpoints, metrics CSV, summary)."""
+    """Train the AE, a head on its frozen encoder (the seed's experiment), the classifier fine-tuned end
+    to end on augmented images (the one a bundle serves), and the VAE; checkpoints, metrics CSV, summary."""
+    require_training_extra("train")
     from fmnist.config import Config
-    from fmnist.training.run import Hardware, new_run_dir, train_models
+    from fmnist.runs import new_run_dir
+    from fmnist.training.run import Hardware, train_models
 
     check_folder(run_dir if run_dir is not None else new_run_dir(), "--run-dir")
     base = Config.from_json(params) if params else DEFAULTS
@@ -177,7 +223,10 @@ def train(
         lr_schedule=lr_schedule,
         arch=arch,
         head_width=head_width,
+        head_depth=head_depth,
         unfreeze=unfreeze,
+        augment=augment,
+        vae_scale=vae_scale,
         iw_samples=iw_samples,
     )
     hardware = Hardware(accelerator, devices, strategy, precision, progress)
@@ -323,8 +372,10 @@ def tune(
 
     Retrain the best: fmnist train --params RUN/best_params.json, or --from-study --storage RUN.
     """
+    require_training_extra("tune")
     from fmnist.config import Config
-    from fmnist.training.run import Hardware, new_run_dir
+    from fmnist.runs import new_run_dir
+    from fmnist.training.run import Hardware
     from fmnist.training.tuning import tune as run_tune
 
     check_folder(run_dir if run_dir is not None else new_run_dir(), "--run-dir")
@@ -380,20 +431,22 @@ def export(
     ] = 5000,
 ) -> None:
     """Export a run's checkpoints to a bundle: ONNX graphs, PCA/KDE samplers, a manifest with hashes."""
-    from fmnist.config import default_data_dir
-    from fmnist.export.bundle import export_bundle, latest_run
+    require_training_extra("export")
+    from fmnist import runs
+    from fmnist.export.bundle import export_bundle
 
     check_folder(out)
     if out.exists():  # the new bundle is written next to it, then renamed into its place
         check_folder(out.parent)
-    run = run_dir if run_dir is not None else latest_run()
+    run = run_dir if run_dir is not None else runs.latest_run()
     manifest = export_bundle(
         run,
         out,
-        data_dir=data_dir or default_data_dir(),
+        data_dir=runs.data_dir_for(run, data_dir),
         download=download,
         pca_components=pca_components,
         kde_points=kde_points,
+        log=typer.echo,
     )
     size = sum(f["size"] for f in manifest["files"].values())
     typer.echo(f"exported {run} -> {out} ({len(manifest['files'])} files, {size / 1e6:.1f} MB)")
@@ -432,18 +485,18 @@ def report(
     ] = None,
 ) -> None:
     """Every figure of the study (curves, reconstructions, latents, samples, tuning) as PNGs plus report.html."""
+    require_training_extra("report")
+    from fmnist import runs
     from fmnist.analysis.report import make_report
     from fmnist.artifacts import resolve_bundle_dir
-    from fmnist.config import default_data_dir
-    from fmnist.export.bundle import latest_run
 
-    run = run_dir if run_dir is not None else latest_run()
+    run = run_dir if run_dir is not None else runs.latest_run()
     target = out if out is not None else run / "report"
     check_folder(target)
     made = make_report(
         run,
         target,
-        data_dir=data_dir or default_data_dir(),
+        data_dir=runs.data_dir_for(run, data_dir),
         download=download,
         bundle=resolve_bundle_dir(artifacts_dir),
         bundle_explicit=artifacts_dir is not None,

@@ -19,6 +19,7 @@ from fmnist.cli.outputs import check_file, check_folder
 from fmnist.errors import FmnistError, InputError, print_error, report_error
 
 COMMANDS = ("generate", "classify", "reconstruct", "encode", "evaluate")
+DEFAULT_SCALE, MAX_SCALE = 4, 16  # 4: a 28-pixel image shows at 112 px, a size a person can look at
 SAMPLER_HELP = (
     "kde (default): KDE on the full AE latent, which keeps the correlations between latent dimensions "
     "and so decodes to the most garment-like images; kde-pca: the seed's KDE in 2-D PCA space, then "
@@ -59,11 +60,11 @@ def _finish(errors: list[str]) -> int:
     return 1 if errors else 0
 
 
-def generate(n: int, sampler: str, seed: int, out: Path, artifacts: Path | None, provider: str) -> int:
+def generate(n: int, sampler: str, seed: int, out: Path, scale: int, artifacts: Path | None, provider: str) -> int:
     """Generate new garments from the bundle's latent samplers."""
     import numpy as np
 
-    from fmnist.runtime.images import png_bytes, to_png, to_uint8
+    from fmnist.runtime.images import png_bytes, to_png, to_uint8, upscale
     from fmnist.runtime.sampling import check_generate
 
     check_generate(n, sampler)
@@ -76,13 +77,13 @@ def generate(n: int, sampler: str, seed: int, out: Path, artifacts: Path | None,
         check_file(out, (".png", ".npy"))
     images = _bundle(artifacts, provider).generate(n, sampler, seed)
     if out.suffix.lower() == ".png":
-        out.write_bytes(to_png(images))
+        out.write_bytes(to_png(images, scale=scale))
     elif out.suffix.lower() == ".npy":
         np.save(out, images.astype(np.float32))
     else:
         out.mkdir(parents=True, exist_ok=True)
         for i, img in enumerate(to_uint8(images)):
-            (out / f"sample-{i:05d}.png").write_bytes(png_bytes(img))
+            (out / f"sample-{i:05d}.png").write_bytes(png_bytes(upscale(img, scale)))
     print(f"wrote {n} {sampler} samples to {out}")
     return 0
 
@@ -108,7 +109,7 @@ def classify(
 
 
 def reconstruct(
-    images: list[Path], out: Path, invert: str, max_pixels: int, artifacts: Path | None, provider: str
+    images: list[Path], out: Path, scale: int, invert: str, max_pixels: int, artifacts: Path | None, provider: str
 ) -> int:
     """Reconstruct images through the autoencoder; prints each image's MSE."""
     import numpy as np
@@ -119,7 +120,7 @@ def reconstruct(
     model = _bundle(artifacts, provider)
     paths, batch, errors = _load_all(images, invert, max_pixels)
     recon = model.reconstruct(batch)
-    out.write_bytes(to_png(np.concatenate([batch, recon]), columns=len(batch)))
+    out.write_bytes(to_png(np.concatenate([batch, recon]), columns=len(batch), scale=scale))
     for path, mse in zip(paths, ((recon - batch) ** 2).mean((1, 2)), strict=True):
         print(f"{path}: mse {mse:.5f}")
     print(f"wrote {out}")
@@ -155,16 +156,52 @@ def encode(
 
 
 def evaluate(data_dir: Path | None, as_json: bool, seed: int, artifacts: Path | None, provider: str) -> int:
-    """Evaluate the bundle alone on the official test set: AE MSE, accuracy, VAE ELBO, sample quality."""
+    """Evaluate the bundle alone on the official test set: AE MSE, accuracy (also on product photos),
+    VAE ELBO, and sample quality in the fixed reference network's features."""
+    from fmnist import degenerate
     from fmnist.config import default_data_dir
-    from fmnist.runtime.evaluation import evaluate_bundle, load_test_set
+    from fmnist.runtime.evaluation import evaluate_bundle, load_split
+    from fmnist.runtime.sessions import notice
 
     model = _bundle(artifacts, provider)
-    images, labels = load_test_set(data_dir or default_data_dir())
-    result = evaluate_bundle(model, images, labels, seed)
+    recorded = model.manifest.get("provenance", {}).get("data_dir")  # the folder the bundle was exported with
+    root = data_dir or default_data_dir(Path(recorded) if recorded else None)
+    images, labels = load_split(root, "t10k")
+    train_images, _ = load_split(root, "train")
+    result = evaluate_bundle(model, images, labels, train_images, seed)
+    for line in degenerate.notices(
+        accuracy=result["classifier_accuracy"],
+        reconstruction_mse=result["reconstruction_mse"],
+        baseline_mse=degenerate.mean_image_mse(images),
+    ):
+        notice(line)
     if as_json:
         print(json.dumps(result, indent=2))
         return 0
+    print(f"bundle {model.folder} on {result['test_images']} test images")
+    print(f"  reconstruction MSE   {result['reconstruction_mse']:.5f}")
+    print(f"  classifier accuracy  {result['classifier_accuracy']:.4f}")
+    per_class = result["per_class_accuracy"]
+    per_class = ", ".join(f"{name} {a:.3f}" for name, a in per_class.items() if a is not None)
+    print(f"  per class            {per_class}")
+    photos = result["photo_images"]
+    print(f"  photo accuracy       {result['photo_accuracy']:.4f} ({photos} test images as product photos)")
+    if result["head_accuracy_recorded"] is not None:
+        head = result["head_accuracy_recorded"]
+        print(f"  head, frozen encoder {head:.4f} (the seed's experiment; recorded by the training run)")
+    print(f"  VAE ELBO             {result['vae_elbo']:.1f} nats/image")
+    floors = result["frechet_floors"]
+    print(
+        "  Frechet distance in the reference network's features (lower is better); floors: "
+        f"training images {floors['training_images']:.2f}, test reconstructions {floors['test_reconstructions']:.2f}"
+    )
+    for name, s in result["samplers"].items():
+        spread = ", ".join(f"{c} {f:.0%}" for c, f in s["class_spread"].items())
+        print(
+            f"  {name:8s} Frechet {s['frechet_distance']:.2f}, mean top-class p "
+            f"{s['mean_top_probability']:.3f}; classes: {spread}"
+        )
+    return 0
     print(f"bundle {model.folder} on {result['test_images']} test images")
     print(f"  reconstruction MSE   {result['reconstruction_mse']:.5f}")
     print(f"  classifier accuracy  {result['classifier_accuracy']:.4f}")
@@ -228,6 +265,22 @@ def _bundle_options(p: argparse.ArgumentParser, images: bool) -> None:
     )
 
 
+def _scale_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--scale",
+        type=_scale,
+        default=DEFAULT_SCALE,
+        help=f"PNG pixels per image pixel, nearest neighbour; 1 keeps 28x28 (default: {DEFAULT_SCALE}, 112 px)",
+    )
+
+
+def _scale(text: str) -> int:
+    value = int(text) if text.isdigit() else 0
+    if not 1 <= value <= MAX_SCALE:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_SCALE}, not {text!r}")
+    return value
+
+
 def _json_flag(p: argparse.ArgumentParser, help: str) -> None:
     p.add_argument("--json", dest="as_json", action="store_true", help=help)
 
@@ -254,6 +307,7 @@ def build_parser(name: str) -> argparse.ArgumentParser:
         default=Path("samples.png"),
         help="a .png (one grid), a .npy (float32 [n,28,28] in [0,1]) or a folder (one PNG each) (default: samples.png)",
     )
+    _scale_flag(p)
 
     p = command(classify, images=True)
     top_k_help = "classes to show per image, most likely first, 1 to 10 (default: 1)"
@@ -267,6 +321,7 @@ def build_parser(name: str) -> argparse.ArgumentParser:
         default=Path("reconstructions.png"),
         help="PNG: originals (top row) above reconstructions (default: reconstructions.png)",
     )
+    _scale_flag(p)
 
     p = command(encode, images=True)
     _json_flag(p, 'print a JSON array of {"path", "latent"}')
@@ -276,7 +331,8 @@ def build_parser(name: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--data-dir",
         type=Path,
-        help="folder holding FashionMNIST/raw (default: $FMNIST_DATA, else $XDG_CACHE_HOME/fmnist or ~/.cache/fmnist)",
+        help="folder holding FashionMNIST/raw (default: $FMNIST_DATA, else the folder the bundle was exported with, "
+        "else $XDG_CACHE_HOME/fmnist or ~/.cache/fmnist)",
     )
     _json_flag(p, "print one JSON object")
     p.add_argument("--seed", type=int, default=0, help="seed for the VAE noise and the samplers (default: 0)")

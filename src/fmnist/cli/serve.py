@@ -76,8 +76,12 @@ def run(artifacts: Path | None, settings: Settings, server: ServerSettings, conn
         del options["workers"]
         uvicorn.run(create_app(bundle, settings), **options)
     else:
+        from fmnist.serve.metrics import multiprocess_dir
+
         settings_env.to_env(str(bundle_dir), settings)
-        uvicorn.run("fmnist.serve.app:create_app_from_env", factory=True, **options)
+        # Set before the workers start, so each one's metrics go to files that /metrics sums.
+        with multiprocess_dir():
+            uvicorn.run("fmnist.serve.app:create_app_from_env", factory=True, **options)
 
 
 def register(app: typer.Typer) -> None:

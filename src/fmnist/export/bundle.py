@@ -2,48 +2,28 @@
 
 from __future__ import annotations
 
-import json
+import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from fmnist import CLASS_NAMES, __version__, artifacts
-from fmnist.config import Config
+from fmnist import CLASS_NAMES, __version__, artifacts, degenerate, runs
+from fmnist.config import MODELS, Config
 from fmnist.errors import ConfigError
+from fmnist.export import install
 from fmnist.export.graphs import ClassifierGraph, VAEEncoderGraph, export_graph
 from fmnist.export.samplers import fit_samplers, save_samplers
 from fmnist.training import data as data_mod
-from fmnist.training.modules import load_module
+from fmnist.training import evaluate
 
 CHECK_IMAGES = 256  # real test images every graph is compared on
 LIBRARIES = ("torch", "lightning", "onnx", "onnxruntime", "onnxscript", "scikit-learn", "numpy", "joblib")
-
-
-def latest_run(root: Path = Path("runs")) -> Path:
-    runs = sorted(p.parent.parent for p in root.glob("*/ae/best.ckpt"))
-    if not runs:
-        raise ConfigError(f"no trained run under {root}/ (run `fmnist train`, or pass --run-dir)")
-    return max(runs, key=lambda p: (p / "ae" / "best.ckpt").stat().st_mtime)
-
-
-def _checkpoints(run_dir: Path) -> dict[str, Path]:
-    paths = {m: run_dir / m / "best.ckpt" for m in ("ae", "classifier", "vae")}
-    missing = [str(p) for p in paths.values() if not p.is_file()]
-    if missing:
-        raise ConfigError(f"{missing[0]} not found: export needs a run with all three models (fmnist train)")
-    return paths
-
-
-def _summary(run_dir: Path, model: str) -> dict:
-    path = run_dir / model / "summary.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _git_commit() -> str | None:
@@ -58,13 +38,6 @@ def _git_commit() -> str | None:
 
 def _versions() -> dict[str, str]:
     return {name: metadata.version(name) for name in LIBRARIES}
-
-
-@torch.inference_mode()
-def _encode(encoder, split: data_mod.Split, batch: int = 2000) -> np.ndarray:
-    return torch.cat(
-        [encoder(data_mod.to_float(split.images[i : i + batch])) for i in range(0, len(split), batch)]
-    ).numpy()
 
 
 def write_graphs(modules: dict, check: torch.Tensor, folder: Path) -> dict[str, dict]:
@@ -93,75 +66,94 @@ def write_graphs(modules: dict, check: torch.Tensor, folder: Path) -> dict[str, 
     return graphs
 
 
-def _install(tmp: Path, out: Path) -> None:
-    """Swap the finished bundle into place; an older bundle at ``out`` goes only once the new one is there."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{time.time_ns()}")
-        out.rename(old)
-    tmp.rename(out)
-    if old is not None:
-        shutil.rmtree(old)
+def evaluate_written(folder: Path, test: data_mod.Split, train: data_mod.Split, seed: int) -> dict:
+    """``fmnist evaluate``'s figures for the bundle in ``folder`` (onnxruntime, not PyTorch)."""
+    from fmnist.runtime.bundle import Bundle
+    from fmnist.runtime.evaluation import evaluate_bundle
+
+    images, train_images = (data_mod.to_float(s.images).squeeze(1).numpy() for s in (test, train))
+    return evaluate_bundle(Bundle(folder, "cpu"), images, test.labels.numpy(), train_images, seed)
+
+
+def usability_notices(modules: dict, test: data_mod.Split) -> list[str]:
+    """Notices for a degenerate classifier or AE (fmnist.degenerate), measured on the test set."""
+    images = test.images.numpy() / 255.0
+    return degenerate.notices(
+        accuracy=evaluate.classifier_metrics(modules["classifier"].model, test)["accuracy"],
+        reconstruction_mse=evaluate.ae_metrics(modules["ae"].model, test)["mse"],
+        baseline_mse=degenerate.mean_image_mse(images),
+    )
 
 
 def export_bundle(
-    run_dir: Path, out: Path, *, data_dir: Path, download: bool, pca_components: int, kde_points: int
+    run_dir: Path,
+    out: Path,
+    *,
+    data_dir: Path,
+    download: bool,
+    pca_components: int,
+    kde_points: int,
+    log: Callable[[str], None] = print,
 ) -> dict:
+    """Export ``run_dir`` to the bundle ``out``; notices (a degenerate model, a KDE bandwidth at its
+    grid's edge) go to ``log``."""
     run_dir, out = Path(run_dir), Path(out)
     if out.exists() and not (out / artifacts.MANIFEST).is_file():
         raise ConfigError(f"--out {out} exists and is not an fmnist bundle; choose another folder")
-    paths = _checkpoints(run_dir)
-    modules = {m: load_module(m, str(p)) for m, p in paths.items()}
+    modules = runs.load_models(run_dir)
     config: Config = modules["ae"].config
     splits = data_mod.load_splits(
         data_dir, val_fraction=config.val_fraction, seed=config.seed, limit=config.limit_train, download=download
     )
     check = data_mod.to_float(splits.test.images[:CHECK_IMAGES])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; a bundle is meant to be shared
+    install.remove_leftovers(out)
+    tmp = install.staging_dir(out)
     try:
         graphs = write_graphs(modules, check, tmp)
-        samplers = save_samplers(
-            fit_samplers(_encode(modules["ae"].model.encoder, splits.train), pca_components, kde_points, config.seed),
-            tmp,
+        fitted = fit_samplers(
+            runs.encode(modules["ae"].model.encoder, splits.train.images), pca_components, kde_points, config.seed
         )
-        ae, clf, vae = (_summary(run_dir, m) for m in ("ae", "classifier", "vae"))
-        manifest = artifacts.write_manifest(
-            tmp,
-            {
-                "package_version": __version__,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "libraries": _versions(),
-                "config": config.to_dict(),
-                "configs": {m: mod.config.to_dict() for m, mod in modules.items()},
-                "latent_dim": config.latent_dim,
-                "class_names": list(CLASS_NAMES),
-                "input_contract": artifacts.INPUT_CONTRACT,
-                "graphs": graphs,
-                "vae": {"log_scale": modules["vae"].model.log_scale.item()},
-                "samplers": samplers,
-                "metrics": {
-                    "reconstruction_mse": ae.get("test_mse"),
-                    "classifier_accuracy": clf.get("test_accuracy"),
-                    "classifier_per_class_accuracy": clf.get("test_per_class_accuracy"),
-                    "vae_elbo": vae.get("test_elbo"),
-                    "vae_log_px": vae.get("test_log_px"),
-                    "vae_iw_samples": modules["vae"].config.iw_samples,
-                },
-                "provenance": {
-                    "run_dir": str(run_dir.resolve()),
-                    "command": " ".join(["fmnist", *sys.argv[1:]]),
-                    "git_commit": _git_commit(),
-                    "best_epochs": {
-                        m: s.get("best_epoch") for m, s in zip(("ae", "classifier", "vae"), (ae, clf, vae), strict=True)
-                    },
-                },
+        samplers = save_samplers(fitted, tmp)
+        ae, head, clf, vae = (runs.read_summary(run_dir, m) for m in MODELS)
+        contents = {
+            "package_version": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "libraries": _versions(),
+            "config": config.to_dict(),
+            "configs": {m: mod.config.to_dict() for m, mod in modules.items()},
+            "latent_dim": config.latent_dim,
+            "class_names": list(CLASS_NAMES),
+            "input_contract": artifacts.INPUT_CONTRACT,
+            "graphs": graphs,
+            "vae": {"log_scale": modules["vae"].model.log_scale.item()},
+            "samplers": samplers,
+            "training_metrics": {  # test-set figures of the run's summaries, from PyTorch
+                "reconstruction_mse": ae.get("test_mse"),
+                "classifier_accuracy": clf.get("test_accuracy"),
+                "classifier_per_class_accuracy": clf.get("test_per_class_accuracy"),
+                "head_accuracy": head.get("test_accuracy"),  # the seed's experiment: head on the frozen encoder
+                "vae_elbo": vae.get("test_elbo"),
+                "vae_log_px": vae.get("test_log_px"),
+                "vae_iw_samples": modules["vae"].config.iw_samples,
+                "wall_time_s": {m: s.get("wall_time_s") for m, s in zip(MODELS, (ae, head, clf, vae), strict=True)},
             },
-        )
+            "provenance": {
+                "run_dir": str(run_dir.resolve()),
+                "data_dir": os.path.abspath(data_dir),
+                "command": " ".join(["fmnist", *sys.argv[1:]]),
+                "git_commit": _git_commit(),
+                "best_epochs": {m: s.get("best_epoch") for m, s in zip(MODELS, (ae, head, clf, vae), strict=True)},
+            },
+        }
+        artifacts.write_manifest(tmp, contents)
+        # what `fmnist evaluate` prints, measured here from the written bundle by the same code
+        contents["metrics"] = evaluate_written(tmp, splits.test, splits.train, config.seed)
+        manifest = artifacts.write_manifest(tmp, contents)
         artifacts.load_manifest(tmp)  # verify what was written before it becomes visible
-        _install(tmp, out)
+        install.install(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    for notice in [*usability_notices(modules, splits.test), *fitted.notices]:
+        log(f"notice: {notice}")
     return manifest

@@ -10,9 +10,12 @@ import numpy as np
 
 from fmnist.errors import DataError
 from fmnist.runtime.bundle import Bundle
+from fmnist.runtime.images import load_image
+from fmnist.runtime.photos import photo_set
+from fmnist.runtime.reference import reference_features
 from fmnist.runtime.sampling import SAMPLERS
 
-GENERATED = 2000  # images per sampler for the sample-quality figures
+PHOTOS = 2000  # test images turned into product photos for the photo-set accuracy
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -37,14 +40,19 @@ def read_idx(path: Path) -> np.ndarray:
     raise DataError(f"{path} not found: point --data-dir or $FMNIST_DATA at the folder holding FashionMNIST/raw")
 
 
+def load_split(root: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+    """An official split (``prefix`` t10k or train): float32 images (N, 28, 28) in [0, 1], int64 labels."""
+    raw = Path(root) / "FashionMNIST" / "raw"
+    images = read_idx(raw / f"{prefix}-images-idx3-ubyte")
+    labels = read_idx(raw / f"{prefix}-labels-idx1-ubyte").astype(np.int64)
+    if images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
+        raise DataError(f"{raw}: {prefix} images {images.shape} and labels {labels.shape} do not match")
+    return images.astype(np.float32) / 255.0, labels
+
+
 def load_test_set(root: Path) -> tuple[np.ndarray, np.ndarray]:
     """The official test split: float32 images (10000, 28, 28) in [0, 1] and int64 labels."""
-    raw = Path(root) / "FashionMNIST" / "raw"
-    images = read_idx(raw / "t10k-images-idx3-ubyte")
-    labels = read_idx(raw / "t10k-labels-idx1-ubyte").astype(np.int64)
-    if images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
-        raise DataError(f"{raw}: test images {images.shape} and labels {labels.shape} do not match")
-    return images.astype(np.float32) / 255.0, labels
+    return load_split(root, "t10k")
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -60,31 +68,58 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def sampler_quality(bundle: Bundle, real_features: np.ndarray, sampler: str, n: int, seed: int) -> dict:
+    """Frechet distance of ``n`` samples to the real images in the reference network's features;
+    the bundle's classifier says how confident and how spread over the classes they look."""
     images = bundle.generate(n, sampler, seed)
-    _, probabilities, features = bundle.run("classifier", images[:, None])
+    probabilities = bundle.classify(images)
     counts = np.bincount(probabilities.argmax(1), minlength=10) / n
     return {
-        "frechet_distance": frechet_distance(real_features, features),
+        "frechet_distance": frechet_distance(real_features, reference_features(images)),
         "mean_top_probability": float(probabilities.max(1).mean()),
         "class_spread": {name: float(c) for name, c in zip(bundle.class_names, counts, strict=True)},
     }
 
 
+def photo_accuracy(bundle: Bundle, images: np.ndarray, labels: np.ndarray, seed: int = 0) -> float:
+    """Accuracy on product photos made from ``images`` (``photos.photo_set``), each read back
+    through the preprocessing of ``fmnist classify``."""
+    x = np.stack([load_image(jpeg) for jpeg in photo_set(images, seed)])
+    return float((bundle.classify(x).argmax(1) == labels).mean())
+
+
 def evaluate_bundle(
-    bundle: Bundle, images: np.ndarray, labels: np.ndarray, seed: int = 0, generated: int = GENERATED
+    bundle: Bundle,
+    images: np.ndarray,
+    labels: np.ndarray,
+    train_images: np.ndarray,
+    seed: int = 0,
+    generated: int | None = None,
+    photos: int = PHOTOS,
 ) -> dict:
-    """What ``fmnist evaluate`` prints: reconstruction MSE, accuracy (overall and per class), VAE ELBO
-    and, per sampler, the Frechet distance of ``generated`` samples in the classifier's feature space."""
+    """What ``fmnist evaluate`` prints: reconstruction MSE, accuracy (overall, per class, on the
+    first ``photos`` test images as product photos), VAE ELBO and, per sampler, the Frechet distance
+    of ``generated`` samples to the test images in the reference network's features, beside two
+    floors: training images and reconstructions of the test images. The estimate's bias depends on
+    the count, so every set compared holds ``len(images)`` images unless ``generated`` says otherwise."""
+    generated = generated or len(images)
     recon = bundle.reconstruct(images)
-    _, probabilities, features = bundle.run("classifier", images[:, None])
-    predicted = probabilities.argmax(1)
+    predicted = bundle.classify(images).argmax(1)
+    real = reference_features(images)
     # None for a class with no test images (only in a cut-down test set)
     per_class = [float((predicted[labels == k] == k).mean()) if (labels == k).any() else None for k in range(10)]
     return {
         "reconstruction_mse": float(((recon - images) ** 2).mean()),
         "classifier_accuracy": float((predicted == labels).mean()),
         "per_class_accuracy": dict(zip(bundle.class_names, per_class, strict=True)),
+        "photo_accuracy": photo_accuracy(bundle, images[:photos], labels[:photos], seed),
+        "photo_images": min(photos, len(images)),
         "vae_elbo": float(bundle.vae_elbo(images, seed).mean()),
-        "samplers": {s: sampler_quality(bundle, features, s, generated, seed) for s in SAMPLERS},
+        "frechet_floors": {
+            "training_images": frechet_distance(real, reference_features(train_images[: len(images)])),
+            "test_reconstructions": frechet_distance(real, reference_features(recon)),
+        },
+        "samplers": {s: sampler_quality(bundle, real, s, generated, seed) for s in SAMPLERS},
         "test_images": len(images),
+        # the head on the frozen encoder has no graph in the bundle: its figure as the run measured it
+        "head_accuracy_recorded": bundle.manifest.get("training_metrics", {}).get("head_accuracy"),
     }

@@ -14,6 +14,9 @@ from fmnist.errors import InputError
 INVERT_CHOICES = ("auto", "yes", "no")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
 SIZE = 28
+# above the background by this much (of the full range) a pixel is part of the garment: over JPEG
+# noise and paper texture, under the faintest fabric
+GARMENT_THRESHOLD = 0.08
 # where Pillow's getexif() finds an orientation besides TIFF tags: EXIF (JPEG, WebP, PNG eXIf), an
 # ImageMagick PNG text chunk, XMP
 ORIENTATION_KEYS = {"exif", "Raw profile type exif", "xmp", "XML:com.adobe.xmp"}
@@ -104,14 +107,32 @@ def fit(gray: np.ndarray) -> np.ndarray:
     return np.clip(canvas, 0, 1)
 
 
+def frame(gray: np.ndarray) -> np.ndarray:
+    """A photo framed as Fashion-MNIST frames its garments: cropped to the garment's bounding box
+    (pixels brighter than the border's median by GARMENT_THRESHOLD), which ``fit`` then scales to
+    fill the 28-pixel side, with that background level taken to black. An image with no such
+    pixels (blank, or a garment filling the frame) is left as it is."""
+    border = np.concatenate([gray[0], gray[-1], gray[1:-1, 0], gray[1:-1, -1]])
+    background = float(np.median(border))
+    rows, cols = np.nonzero(gray > background + GARMENT_THRESHOLD)
+    if rows.size == 0:
+        return gray
+    crop = gray[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    return np.clip((crop - background) / (1.0 - background), 0.0, 1.0)
+
+
 def preprocess(image, invert: str = "auto") -> np.ndarray:
-    """A Pillow image -> float32 (28, 28) in [0, 1], light garment on black."""
+    """A Pillow image -> float32 (28, 28) in [0, 1], light garment on black.
+
+    A 28x28 image is taken as framed already (the Fashion-MNIST contract); any other size is
+    framed by ``frame`` first, as photos carry margins and a grey or tinted background.
+    """
     if invert not in INVERT_CHOICES:
         raise InputError(f"invert must be one of {', '.join(INVERT_CHOICES)}, not {invert!r}")
     gray = to_gray(image)
     if invert == "yes" or (invert == "auto" and needs_inversion(gray)):
         gray = 1.0 - gray
-    return fit(gray)
+    return fit(gray if gray.shape == (SIZE, SIZE) else frame(gray))
 
 
 def check_size(image, name: str, max_pixels: int) -> None:
@@ -149,8 +170,9 @@ def expand_inputs(paths: list[Path]) -> list[Path]:
     return out
 
 
-def grid(images: np.ndarray, columns: int | None = None, pad: int = 2) -> np.ndarray:
-    """(N, 28, 28) -> one uint8 image, ``columns`` wide (default: about square), grey padding."""
+def grid(images: np.ndarray, columns: int | None = None, pad: int = 2, scale: int = 1) -> np.ndarray:
+    """(N, 28, 28) -> one uint8 image, ``columns`` wide (default: about square), grey padding;
+    ``scale`` > 1 enlarges every pixel to a ``scale`` x ``scale`` block (nearest neighbour)."""
     n = len(images)
     columns = columns or math.ceil(math.sqrt(n))
     rows = math.ceil(n / columns)
@@ -159,7 +181,12 @@ def grid(images: np.ndarray, columns: int | None = None, pad: int = 2) -> np.nda
     for k, img in enumerate(images):
         r, c = divmod(k, columns)
         canvas[pad + r * step : pad + r * step + SIZE, pad + c * step : pad + c * step + SIZE] = to_uint8(img)
-    return canvas
+    return upscale(canvas, scale)
+
+
+def upscale(array: np.ndarray, scale: int) -> np.ndarray:
+    """Each pixel of a 2-D array as a ``scale`` x ``scale`` block: sharp edges, no invented detail."""
+    return array if scale == 1 else np.repeat(np.repeat(array, scale, axis=0), scale, axis=1)
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
@@ -174,6 +201,6 @@ def png_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def to_png(images: np.ndarray, columns: int | None = None) -> bytes:
-    """(N, 28, 28) in [0, 1] -> PNG bytes of one grid image."""
-    return png_bytes(grid(images, columns))
+def to_png(images: np.ndarray, columns: int | None = None, scale: int = 1) -> bytes:
+    """(N, 28, 28) in [0, 1] -> PNG bytes of one grid image, each pixel ``scale`` x ``scale``."""
+    return png_bytes(grid(images, columns, scale=scale))

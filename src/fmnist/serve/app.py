@@ -27,6 +27,7 @@ import numpy as np
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
@@ -114,11 +115,13 @@ def create_app(model_or_bundle_dir: Any = None, settings: Settings | None = None
         finally:
             gc.unfreeze()  # an app embedded in a longer-lived process (tests) leaves it as it was
             state["ready"] = False
+            metrics.close()
             for batcher in state["batchers"].values():
                 if isinstance(batcher, MicroBatcher):
                     await batcher.stop()
 
-    app = FastAPI(
+    # /docs and /redoc load their scripts and styles from the package, not from a CDN: they work offline.
+    app = FastAPIOffline(
         title="fmnist",
         summary="Fashion-MNIST autoencoder, classifier and generator served from an ONNX bundle.",
         version=_package_version(),

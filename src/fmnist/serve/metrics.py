@@ -1,127 +1,118 @@
-"""Prometheus metrics in the text exposition format, hand-written (no client library).
+"""The server's Prometheus metrics, kept by ``prometheus_client``.
 
-Each server process keeps its own counters: with ``--workers N`` a scrape of ``/metrics`` sees
-the worker that answered it. Format reference:
-https://prometheus.io/docs/instrumenting/exposition_formats/#text-based-format
+One process (``--workers 1``) keeps its values in memory, in the app's own registry. With
+``--workers N``, ``fmnist serve`` points ``$PROMETHEUS_MULTIPROC_DIR`` at a new folder before the
+workers start (:func:`multiprocess_dir`); prometheus_client then writes every worker's values to
+memory-mapped files there, and a scrape of ``/metrics``, whichever worker answers it, sums all of
+them (its multiprocess mode), so the counts are the server's, not one worker's.
+https://prometheus.github.io/client_python/multiprocess/
 """
 
 from __future__ import annotations
 
-import bisect
-import threading
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+
+# The classic text format (what generate_latest writes).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Where prometheus_client's multiprocess mode keeps the workers' values; read when it is imported.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 # Seconds: loopback requests take ~1 ms; the top buckets catch stalls.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 # Images per onnxruntime call.
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _labels(names: tuple[str, ...], values: tuple[str, ...], extra: str = "") -> str:
-    parts = [f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True)]
-    if extra:
-        parts.append(extra)
-    return "{" + ",".join(parts) + "}" if parts else ""
-
-
-def _num(x: float) -> str:
-    if x == float("inf"):
-        return "+Inf"
-    return repr(float(x)) if isinstance(x, float) else str(x)
-
-
-class Histogram:
-    """A Prometheus histogram per label set: cumulative buckets, sum and count."""
-
-    def __init__(self, name: str, help: str, labels: tuple[str, ...], buckets: tuple[float, ...]):
-        self.name, self.help, self.label_names = name, help, labels
-        self.buckets = tuple(sorted(buckets))
-        self._series: dict[tuple[str, ...], list] = {}  # labels -> [counts per bucket, sum, count]
-
-    def observe(self, labels: tuple[str, ...], value: float) -> None:
-        s = self._series.get(labels)
-        if s is None:
-            s = self._series[labels] = [[0] * len(self.buckets), 0, 0]
-        # per-bucket counts, made cumulative on render; value <= bound lands in bound's bucket
-        i = bisect.bisect_left(self.buckets, value)
-        if i < len(self.buckets):
-            s[0][i] += 1
-        s[1] += value
-        s[2] += 1
-
-    def render(self) -> list[str]:
-        out = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
-        for labels, (counts, total, count) in sorted(self._series.items()):
-            cumulative = 0
-            for bound, c in zip(self.buckets, counts, strict=True):
-                cumulative += c
-                le = _labels(self.label_names, labels, f'le="{_num(bound)}"')
-                out.append(f"{self.name}_bucket{le} {cumulative}")
-            inf = _labels(self.label_names, labels, 'le="+Inf"')
-            out.append(f"{self.name}_bucket{inf} {count}")
-            out.append(f"{self.name}_sum{_labels(self.label_names, labels)} {_num(total)}")
-            out.append(f"{self.name}_count{_labels(self.label_names, labels)} {count}")
-        return out
-
-
-class Counter:
-    """A Prometheus counter per label set."""
-
-    def __init__(self, name: str, help: str, labels: tuple[str, ...]):
-        self.name, self.help, self.label_names = name, help, labels
-        self._series: dict[tuple[str, ...], int] = {}
-
-    def inc(self, labels: tuple[str, ...], amount: int = 1) -> None:
-        self._series[labels] = self._series.get(labels, 0) + amount
-
-    def render(self) -> list[str]:
-        out = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} counter"]
-        for labels, value in sorted(self._series.items()):
-            out.append(f"{self.name}{_labels(self.label_names, labels)} {value}")
-        return out
+# No `*_created` series: the multiprocess mode has none, so both modes expose the same families.
+prometheus_client.disable_created_metrics()
 
 
 class Metrics:
-    """The server's metrics: requests by route and status, request latency, batch sizes.
+    """Requests by route template, method and status; request latency; images per model call.
 
-    Updated from the event loop and from the batcher's thread, so writes take a lock.
+    Updated from the event loop and from the batchers' threads (prometheus_client locks each value).
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        # prometheus_client picks its mode once, when imported, from $PROMETHEUS_MULTIPROC_DIR: ask it.
+        self.multiprocess = getattr(prometheus_client.values.ValueClass, "_multiprocess", False)
+        self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
-            "fmnist_http_requests_total",
+            "fmnist_http_requests",  # exposed as fmnist_http_requests_total
             "HTTP requests answered, by route template, method and status code.",
             ("route", "method", "status"),
+            registry=self.registry,
         )
         self.latency = Histogram(
             "fmnist_http_request_duration_seconds",
             "Time from request start to the last byte of the response, by route template.",
             ("route",),
-            LATENCY_BUCKETS,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.batch_size = Histogram(
             "fmnist_batch_size",
             "Images per onnxruntime call, by model function.",
             ("op",),
-            BATCH_BUCKETS,
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
         )
+        # Label children by label values: `.labels()` checks and converts its arguments on every call,
+        # which is most of the cost per request; a dict lookup is not.
+        self._request_series: dict[tuple[str, str, int], tuple] = {}
+        self._batch_series: dict[str, Histogram] = {}
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        with self._lock:
-            self.requests.inc((route, method, str(status)))
-            self.latency.observe((route,), seconds)
+        key = (route, method, status)
+        series = self._request_series.get(key)
+        if series is None:
+            series = self._request_series[key] = (
+                self.requests.labels(route, method, str(status)),
+                self.latency.labels(route),
+            )
+        series[0].inc()
+        series[1].observe(seconds)
 
     def observe_batch(self, op: str, size: int) -> None:
-        with self._lock:
-            self.batch_size.observe((op,), size)
+        series = self._batch_series.get(op)
+        if series is None:
+            series = self._batch_series[op] = self.batch_size.labels(op)
+        series.observe(size)
 
-    def render(self) -> str:
-        with self._lock:
-            lines = [*self.requests.render(), *self.latency.render(), *self.batch_size.render()]
-        return "\n".join(lines) + "\n"
+    def render(self) -> bytes:
+        """The text exposition of this process, or of every worker in the multiprocess mode."""
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+
+    def close(self) -> None:
+        """At a worker's exit: prometheus_client's bookkeeping for a dead process (its live gauges go;
+        its counters and histograms stay, so the server's totals do not drop)."""
+        if self.multiprocess:
+            multiprocess.mark_process_dead(os.getpid())
+
+
+@contextlib.contextmanager
+def multiprocess_dir() -> Iterator[str]:
+    """``$PROMETHEUS_MULTIPROC_DIR`` for the worker processes started inside: a new temporary folder,
+    removed at exit (a folder left from an earlier server would add its counts to this one's). One set
+    by the caller is used as it is and kept."""
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        yield given
+        return
+    folder = tempfile.mkdtemp(prefix="fmnist-metrics-")
+    os.environ[MULTIPROC_ENV] = folder
+    try:
+        yield folder
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(folder, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""Callbacks: the per-epoch metrics CSV and per-epoch reseeding (for exact resume)."""
+"""Callbacks: the per-epoch metrics CSV, per-epoch reseeding (for exact resume), the named progress bar."""
 
 from __future__ import annotations
 
@@ -63,3 +63,15 @@ class EpochSeed(L.Callback):
 
     def on_train_epoch_start(self, trainer, pl_module):
         torch.manual_seed(self.seed * 100_003 + trainer.current_epoch + 1)
+
+
+class ModelProgressBar(L.pytorch.callbacks.TQDMProgressBar):
+    """Lightning's bar, named for the model it trains: ``[2/3] classifier, epoch 4/30``."""
+
+    def __init__(self, label: str):
+        super().__init__()
+        self.label = label
+
+    def on_train_epoch_start(self, trainer, *args) -> None:
+        super().on_train_epoch_start(trainer, *args)
+        self.train_progress_bar.set_description(f"{self.label}, epoch {trainer.current_epoch + 1}/{trainer.max_epochs}")

@@ -19,7 +19,7 @@ DOWNLOAD_TIMEOUT_S = 30
 
 @dataclass(frozen=True)
 class Split:
-    images: torch.Tensor  # (N, 28, 28) uint8
+    images: torch.Tensor  # (N, 28, 28) uint8; or (N, d) float latents, for a head on a frozen encoder
     labels: torch.Tensor  # (N,) int64
 
     def __len__(self) -> int:
@@ -101,7 +101,9 @@ class EpochBatches(torch.utils.data.Sampler):
     """Index batches, reshuffled each epoch from (seed, epoch) alone.
 
     A pure function of the epoch makes a resumed run draw the same batches as an uninterrupted
-    one. Lightning calls ``set_epoch``. Under DDP each rank takes every world_size-th batch.
+    one. Lightning calls ``set_epoch``. Under DDP each rank takes every world_size-th batch, and the
+    last round is filled up with the epoch's first batches: every rank must take the same number of
+    steps, or the ranks with one more wait for ever in DDP's gradient all-reduce.
     """
 
     def __init__(self, n: int, batch_size: int, seed: int, shuffle: bool, rank: int = 0, world: int = 1):
@@ -118,7 +120,9 @@ class EpochBatches(torch.utils.data.Sampler):
             order = torch.randperm(self.n, generator=g)
         else:
             order = torch.arange(self.n)
-        return list(order.split(self.batch_size))[self.rank :: self.world]
+        batches = list(order.split(self.batch_size))
+        padded = [batches[i % len(batches)] for i in range(len(self) * self.world)] if batches else []
+        return padded[self.rank :: self.world]
 
     def __iter__(self):
         # lazy: on resume Lightning creates the iterator before it calls set_epoch
@@ -126,7 +130,7 @@ class EpochBatches(torch.utils.data.Sampler):
 
     def __len__(self) -> int:
         n_batches = -(-self.n // self.batch_size)
-        return len(range(self.rank, n_batches, self.world))
+        return -(-n_batches // self.world)
 
 
 class TensorBatches(torch.utils.data.Dataset):
@@ -139,7 +143,23 @@ class TensorBatches(torch.utils.data.Dataset):
         return len(self.split)
 
     def __getitem__(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return to_float(self.split.images[idx]), self.split.labels[idx]
+        x = self.split.images[idx]
+        return (to_float(x) if x.dtype == torch.uint8 else x), self.split.labels[idx]
+
+
+@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: a head trains on these latents, and autograd must accept them
+def encode_images(encoder, images: torch.Tensor, batch: int = 2000) -> torch.Tensor:
+    """uint8 images (N, 28, 28) through ``encoder`` (a module is put in eval mode) -> latents (N, d)."""
+    if isinstance(encoder, torch.nn.Module):
+        encoder.eval()
+    return torch.cat([encoder(to_float(images[i : i + batch])) for i in range(0, len(images), batch)])
+
+
+def encode_split(encoder: torch.nn.Module, split: Split, batch: int = 2000) -> Split:
+    """The split's images through a fixed encoder, as a Split of (N, d) latents: a head on a frozen
+    encoder then trains on 8 numbers per image instead of rerunning the encoder every epoch."""
+    return Split(encode_images(encoder, split.images, batch), split.labels)
 
 
 def batch_loader(split: Split, batch_size: int, seed: int, shuffle: bool, rank: int = 0, world: int = 1):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 import torch
 
 from fmnist.training import losses
@@ -38,12 +40,16 @@ def classifier_metrics(model, split: Split) -> dict:
 
 
 @torch.inference_mode()
-def vae_metrics(model, split: Split, iw_samples: int, seed: int = 0) -> dict[str, float]:
-    """ELBO, its terms, MSE of the decoded posterior mean, and the importance-weighted log p(x)."""
+def vae_metrics(
+    model, split: Split, iw_samples: int, seed: int = 0, progress: Callable[[list], Iterable] | None = None
+) -> dict[str, float]:
+    """ELBO, its terms, MSE of the decoded posterior mean, and the importance-weighted log p(x);
+    ``progress`` wraps the list of batches (e.g. in a tqdm bar)."""
     model.eval()
     torch.manual_seed(seed)
     totals = dict.fromkeys(("elbo", "rec", "kl", "mse", "log_px"), 0.0)
-    for x, _ in _batches(split, 250):
+    batches = list(_batches(split, 250))
+    for x, _ in progress(batches) if progress else batches:
         recon, _, mu, logvar = model(x)
         elbo, rec, kl = losses.elbo_terms(x, recon, mu, logvar, model.log_scale)
         totals["elbo"] += elbo.sum().item()

@@ -28,6 +28,15 @@ def gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, log_scale: torc
     return ll.flatten(1).sum(1)
 
 
+def optimal_log_scale(x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """The shared log standard deviation that maximises the Gaussian likelihood of ``x`` given
+    ``mean``: log sqrt(MSE), the calibrated decoder of the sigma-VAE (Rybkin et al. 2021, eq. 5).
+
+    Kept out of the gradient: at this value the likelihood's derivative in the scale is zero.
+    """
+    return 0.5 * torch.log(F.mse_loss(mean, x).detach().clamp_min(1e-8))
+
+
 def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, diag exp(logvar)) || N(0, I)) in closed form, (B,).
 
@@ -56,9 +65,12 @@ def importance_weighted_log_px(vae, x: torch.Tensor, k: int) -> torch.Tensor:
     rises towards log p(x) as k grows.
     """
     mu, logvar = vae.encode(x)  # (B, d)
-    z = mu + torch.exp(0.5 * logvar) * torch.randn(k, *mu.shape, device=x.device)  # (k, B, d)
+    eps = torch.randn(k, *mu.shape, device=x.device)  # (k, B, d)
+    z = mu + torch.exp(0.5 * logvar) * eps
     recon = vae.decoder(z.flatten(0, 1)).view(k, *x.shape)  # (k, B, 1, 28, 28)
     log_px_z = gaussian_log_likelihood(x.expand_as(recon).flatten(0, 1), recon.flatten(0, 1), vae.log_scale).view(k, -1)
     log_pz = diag_gaussian_log_prob(z, torch.zeros_like(z), torch.zeros_like(z))
-    log_qz = diag_gaussian_log_prob(z, mu, logvar)
+    # log q(z|x) from eps, which (z - mu) / sigma is: a posterior so narrow that sigma underflows to 0
+    # would otherwise give 0 / 0
+    log_qz = (-0.5 * (eps**2 + logvar + LOG_2PI)).sum(-1)
     return torch.logsumexp(log_px_z + log_pz - log_qz, 0) - math.log(k)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from fmnist.config import Config
-from fmnist.training import losses, models
+from fmnist.training import augment, losses, models
 
 
 class _Base(L.LightningModule):
@@ -22,9 +22,15 @@ class _Base(L.LightningModule):
 
     def __init__(self, config: dict[str, Any]):
         super().__init__()
-        self.save_hyperparameters()
+        config = self.fixed_config(config)
+        self.save_hyperparameters({"config": config})  # what the model was built from, kept in the checkpoint
         self.config = Config.from_dict(config)
         self.model = models.build(self.model_name, self.config)
+
+    @staticmethod
+    def fixed_config(config: dict[str, Any]) -> dict[str, Any]:
+        """The config with whatever this model always sets (nothing, but for the head)."""
+        return config
 
     def _metrics(self, batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -72,6 +78,12 @@ class ClassifierModule(_Base):
     # keeps the loss, the smoother signal for comparing trials (and what existing studies hold).
     model_name, monitor, monitor_mode, objective = "classifier", "val_acc", "max", "val_loss"
 
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        if self.config.augment:
+            x = augment.augment(x, self.config)
+        return self._common_step((x, y), "train")
+
     def _metrics(self, batch):
         x, y = batch
         logits = self.model(x)
@@ -86,17 +98,61 @@ class ClassifierModule(_Base):
         return groups
 
 
+class HeadModule(ClassifierModule):
+    """The seed's experiment: only the head learns, on the AE's frozen encoder, from plain images."""
+
+    model_name = "head"
+
+    @staticmethod
+    def fixed_config(config: dict[str, Any]) -> dict[str, Any]:
+        return {**config, "unfreeze": False, "augment": False}
+
+    def _metrics(self, batch):
+        z, y = batch
+        if z.ndim == 2:  # latents of the frozen encoder, computed once (data.encode_split)
+            logits = self.model.head(z)
+            return {"loss": F.cross_entropy(logits, y), "acc": (logits.argmax(1) == y).float().mean()}
+        return super()._metrics(batch)
+
+
+# The likelihood scale's running estimate under vae_scale "optimal": the mean of many batches'
+# closed-form values, not the last batch's alone.
+SCALE_MOMENTUM = 0.99
+
+
 class VAEModule(_Base):
     model_name, monitor, monitor_mode, objective = "vae", "val_loss", "min", "val_loss"
+
+    def _log_scale(self, x: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
+        """The scale this step's likelihood uses: under "optimal" the batch's closed form while
+        training, tracked into ``model.log_scale`` (what validation, test and export use)."""
+        scale = self.model.log_scale
+        if self.config.vae_scale == "optimal" and self.training:
+            best = losses.optimal_log_scale(x, recon)
+            with torch.no_grad():
+                scale.copy_(best if self.global_step == 0 else SCALE_MOMENTUM * scale + (1 - SCALE_MOMENTUM) * best)
+            return best
+        return scale
 
     def _metrics(self, batch):
         x, _ = batch
         recon, _, mu, logvar = self.model(x)
-        elbo, rec, kl = losses.elbo_terms(x, recon, mu, logvar, self.model.log_scale)
+        elbo, rec, kl = losses.elbo_terms(x, recon, mu, logvar, self._log_scale(x, recon))
         return {"loss": -elbo.mean(), "elbo": elbo.mean(), "rec": rec.mean(), "kl": kl.mean()}
 
+    def param_groups(self) -> list[dict]:
+        if self.config.vae_scale == "learned":
+            return super().param_groups()
+        fitted = [p for name, p in self.named_parameters() if not name.endswith("log_scale")]
+        return [{"params": fitted, "lr": self.config.lr}]
 
-MODULES: dict[str, type[_Base]] = {"ae": AEModule, "classifier": ClassifierModule, "vae": VAEModule}
+
+MODULES: dict[str, type[_Base]] = {
+    "ae": AEModule,
+    "head": HeadModule,
+    "classifier": ClassifierModule,
+    "vae": VAEModule,
+}
 
 
 def load_module(model_name: str, checkpoint: str, map_location: str = "cpu") -> _Base:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
+import os
+import shlex
+import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,14 +16,18 @@ from typing import Any
 import lightning as L
 import torch
 
-from fmnist.config import ENCODER_SHAPE, Config, default_data_dir
-from fmnist.errors import ConfigError, DataError
+from fmnist import runs
+from fmnist.config import ENCODER_SHAPE, MODELS, Config
+from fmnist.errors import ConfigError, DataError, Interrupted
 from fmnist.training import data as data_mod
-from fmnist.training import evaluate, figures
-from fmnist.training.callbacks import EpochSeed, MetricsCSV
+from fmnist.training import evaluate, figures, models
+from fmnist.training.callbacks import EpochSeed, MetricsCSV, ModelProgressBar
+from fmnist.training.checkpoint_io import AtomicCheckpointIO
 from fmnist.training.modules import MODULES, load_module
+from fmnist.training.signals import stop_on_signals
 
-CONFIG_FILE = "config.json"
+# DDP's other ranks re-run this command; this hands them the run folder rank 0 chose
+RUN_DIR_ENV = "FMNIST_DDP_RUN_DIR"
 
 
 @dataclass(frozen=True)
@@ -55,11 +64,10 @@ def quiet_lightning() -> None:
     import warnings
 
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    # "Received SIGTERM": the one line fmnist prints on a signal says it, with how to resume
+    logging.getLogger("lightning.pytorch.trainer.connectors.signal_connector").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
-
-
-def new_run_dir() -> Path:
-    return Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    warnings.filterwarnings("ignore", message=r".*exists and is not empty.*")  # a resumed run's own folder
 
 
 def resolve_config(run_dir: Path, base: Config, overrides: dict[str, Any], resume: bool) -> Config:
@@ -67,7 +75,7 @@ def resolve_config(run_dir: Path, base: Config, overrides: dict[str, Any], resum
     where the uninterrupted run would have (the lr schedule depends on --epochs, for one)."""
     if not resume:
         return base.updated(**overrides)
-    saved = Config.from_json(run_dir / CONFIG_FILE)
+    saved = Config.from_json(run_dir / runs.CONFIG_FILE)
     changed = sorted(k for k, v in overrides.items() if v is not None and getattr(saved, k) != v)
     if changed:
         raise ConfigError(
@@ -113,7 +121,8 @@ def make_trainer(
         accelerator=hardware.accelerator,
         devices=_devices(hardware.devices),
         strategy=hardware.strategy,
-        callbacks=[MetricsCSV(folder / "metrics.csv"), EpochSeed(config.seed), checkpoint, *callbacks],
+        callbacks=[MetricsCSV(folder / runs.METRICS_FILE), EpochSeed(config.seed), checkpoint, *callbacks],
+        plugins=[AtomicCheckpointIO()],
         logger=False,
         enable_progress_bar=hardware.progress,
         enable_model_summary=False,
@@ -124,38 +133,46 @@ def make_trainer(
     )
 
 
-def best_row(folder: Path, monitor: str, mode: str) -> dict[str, float]:
-    """The metrics.csv row of the best epoch by ``monitor`` (the epoch best.ckpt holds), as numbers."""
-    import csv
-
-    with open(folder / "metrics.csv") as f:
-        rows = list(csv.DictReader(f))
-    pick = min if mode == "min" else max
-    row = pick(rows, key=lambda r: float(r[monitor]))
-    return {k: int(v) if k == "epoch" else float(v) for k, v in row.items() if v != ""}
-
-
-def test_metrics(model_name: str, module, splits: data_mod.Splits, folder: Path) -> dict:
-    """Final metrics on the official test set, plus each model's figures in its folder."""
+def test_metrics(model_name: str, module, splits: data_mod.Splits, folder: Path, label: str = "") -> dict:
+    """Final metrics on the official test set, plus each model's figures in its folder; with a
+    ``label``, a progress bar over the VAE's batches (its log p(x) takes minutes on a CPU)."""
     model = module.model
     if model_name == "ae":
         return {"test_" + k: v for k, v in evaluate.ae_metrics(model, splits.test).items()}
-    if model_name == "classifier":
+    if model_name in ("head", "classifier"):
         m = evaluate.classifier_metrics(model, splits.test)
         figures.save_confusion(m["confusion"], folder)
         return {"test_accuracy": m["accuracy"], "test_per_class_accuracy": m["per_class_accuracy"]}
-    m = evaluate.vae_metrics(model, splits.test, module.config.iw_samples, module.config.seed)
+    progress = None
+    if label:
+        from tqdm import tqdm
+
+        progress = lambda batches: tqdm(batches, desc=f"{label}, test set", leave=False)  # noqa: E731
+    m = evaluate.vae_metrics(model, splits.test, module.config.iw_samples, module.config.seed, progress)
     figures.save_vae_grids(model, splits.test, folder, module.config.seed)
     return {"test_" + k: v for k, v in m.items()}
 
 
-def _attach_encoder(module, ae_checkpoint: Path) -> None:
-    if not ae_checkpoint.is_file():
+def _require_ae(ae_checkpoint: Path | None, model_name: str) -> Path:
+    if ae_checkpoint is None or not ae_checkpoint.is_file():
         raise ConfigError(
-            f"the classifier needs a trained AE: {ae_checkpoint} not found (train --model ae first, or pass --ae-run)"
+            f"the {model_name} needs a trained AE: {ae_checkpoint} not found (train --model ae first, or pass --ae-run)"
         )
+    return ae_checkpoint
+
+
+def _start_from_ae(model_name: str, module, ae_checkpoint: Path | None) -> None:
+    """Copy the trained AE's weights in: its encoder into the classifiers; its trunk, last encoder
+    layer (as the mean head) and decoder into a VAE of the same shape when ``vae_from_ae``."""
+    if model_name in ("head", "classifier"):
+        ae = load_module("ae", str(_require_ae(ae_checkpoint, model_name)))
+        module.model.encoder.load_state_dict(ae.model.encoder.state_dict())
+        return
+    if not module.config.vae_from_ae or ae_checkpoint is None or not ae_checkpoint.is_file():
+        return
     ae = load_module("ae", str(ae_checkpoint))
-    module.model.encoder.load_state_dict(ae.model.encoder.state_dict())
+    if all(getattr(ae.config, k) == getattr(module.config, k) for k in ENCODER_SHAPE):
+        models.start_vae_from_ae(module.model, ae.model)
 
 
 def fit_model(
@@ -174,8 +191,13 @@ def fit_model(
     L.seed_everything(config.seed, verbose=False)
     module_cls = MODULES[model_name]
     module = module_cls(config.to_dict())
-    if model_name == "classifier" and ckpt_path is None:
-        _attach_encoder(module, ae_checkpoint)
+    if model_name != "ae" and (ckpt_path is None or model_name == "head"):  # the head encodes before resuming
+        _start_from_ae(model_name, module, ae_checkpoint)
+    if model_name == "head":  # its encoder never changes: train on its latents, computed once
+        encoder = module.model.encoder
+        splits = data_mod.Splits(
+            data_mod.encode_split(encoder, splits.train), data_mod.encode_split(encoder, splits.val), splits.test
+        )
     trainer = make_trainer(config, folder, module_cls, hardware, callbacks)
     trainer.fit(module, datamodule=InMemoryData(splits, config), ckpt_path=ckpt_path)
     if trainer.interrupted:
@@ -192,30 +214,39 @@ def train_one(
     ae_checkpoint: Path,
     resume: bool,
     hardware: Hardware,
+    label: str = "",
 ) -> dict | None:
+    """Fit one model (``label``, e.g. ``[2/3] classifier``, names its progress), then its test metrics."""
     config = config.for_model(model_name)
-    folder = run_dir / model_name
+    folder = runs.model_dir(run_dir, model_name)
     folder.mkdir(parents=True, exist_ok=True)
-    last = folder / "last.ckpt"
-    ckpt_path = str(last) if resume and last.is_file() else None
+    last = runs.resume_checkpoint(run_dir, model_name) if resume else None
     start = time.perf_counter()
     trainer = fit_model(
-        model_name, config, splits, folder, ae_checkpoint=ae_checkpoint, ckpt_path=ckpt_path, hardware=hardware
+        model_name,
+        config,
+        splits,
+        folder,
+        ae_checkpoint=ae_checkpoint,
+        ckpt_path=None if last is None else str(last),
+        hardware=hardware,
+        callbacks=(ModelProgressBar(label),) if hardware.progress else (),
     )
     if not trainer.is_global_zero:
         return None
     module_cls = MODULES[model_name]
-    best = load_module(model_name, str(folder / "best.ckpt"))
-    row = best_row(folder, module_cls.monitor, module_cls.monitor_mode)
+    best = load_module(model_name, str(runs.checkpoint(run_dir, model_name)))
+    row = runs.best_row(folder, module_cls.monitor, module_cls.monitor_mode)
+    print(f"{label or model_name}: test set ({len(splits.test)} images), best.ckpt of epoch {row['epoch']}", flush=True)
     summary = {
         "model": model_name,
         "best_epoch": row["epoch"],
         module_cls.monitor: row[module_cls.monitor],
-        **test_metrics(model_name, best, splits, folder),
+        **test_metrics(model_name, best, splits, folder, label if hardware.progress else ""),
         "wall_time_s": round(time.perf_counter() - start, 2),
         "epochs": config.epochs,
     }
-    (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    runs.write_summary(run_dir, model_name, summary)
     return summary
 
 
@@ -226,8 +257,57 @@ def format_summary(s: dict) -> str:
     return f"{s['model']}: best epoch {s['best_epoch']}, {numbers}, wall {s['wall_time_s']:.1f} s"
 
 
+def _first_process() -> bool:
+    """False in the ranks DDP starts besides the first (they re-run this command)."""
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+
+
+@contextmanager
+def _shared_run_dir(run_dir: Path) -> Iterator[None]:
+    previous = os.environ.get(RUN_DIR_ENV)
+    os.environ[RUN_DIR_ENV] = str(run_dir)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(RUN_DIR_ENV, None)
+        else:
+            os.environ[RUN_DIR_ENV] = previous
+
+
+def resume_command(run_dir: Path, hardware: Hardware) -> str:
+    """The command that continues ``run_dir``: its config, data folder and models are recorded
+    there, so only the hardware flags that differ from the defaults are repeated."""
+    parts = ["fmnist", "train", "--resume", "--run-dir", str(run_dir)]
+    for field in dataclasses.fields(Hardware):
+        value = getattr(hardware, field.name)
+        if field.name == "progress":
+            parts += [] if value else ["--no-progress"]
+        elif value != field.default:
+            parts += ["--" + field.name, str(value)]
+    return shlex.join(parts)
+
+
+def _resolve_run(run_dir: Path | None, resume: bool) -> Path:
+    """--run-dir; else the folder DDP's first rank chose; else, with --resume, the newest unfinished
+    run; else a new runs/<time>."""
+    if run_dir is not None:
+        run_dir = Path(run_dir)
+    elif os.environ.get(RUN_DIR_ENV):
+        run_dir = Path(os.environ[RUN_DIR_ENV])
+    elif resume:
+        run_dir = runs.newest_unfinished()
+        if _first_process():
+            print(f"resuming {run_dir}, the newest unfinished run", flush=True)
+    else:
+        return runs.new_run_dir()
+    if resume and not (run_dir / runs.CONFIG_FILE).is_file():
+        raise ConfigError(f"--resume: {run_dir / runs.CONFIG_FILE} not found, nothing to resume")
+    return run_dir
+
+
 def train_models(
-    models: tuple[str, ...],
+    models: tuple[str, ...] | None,
     base: Config,
     overrides: dict[str, Any],
     *,
@@ -238,36 +318,62 @@ def train_models(
     download: bool,
     hardware: Hardware,
 ) -> list[dict]:
-    if resume and run_dir is None:
-        raise ConfigError("--resume needs --run-dir: the run folder to continue")
-    if resume and not (run_dir / CONFIG_FILE).is_file():
-        raise ConfigError(f"--resume: {run_dir / CONFIG_FILE} not found, nothing to resume")
+    """Train ``models`` in order (None: all, or with --resume the run's own) into one run folder.
+
+    SIGINT or SIGTERM stops it with an :class:`Interrupted` that names the folder and the command
+    that resumes it; last.ckpt then holds the last finished epoch of the model that was training.
+    """
     if data_dir is not None and not Path(data_dir).exists():
         raise DataError(f"--data-dir {data_dir} does not exist")
-    run_dir = Path(run_dir) if run_dir is not None else new_run_dir()
-    ae_checkpoint = Path(ae_run or run_dir) / "ae" / "best.ckpt"
+    run_dir = _resolve_run(run_dir, resume)
+    models = models or (tuple(runs.models_of(run_dir)) if resume else ()) or MODELS
+    data_dir = runs.data_dir_for(run_dir, data_dir)
+    ae_checkpoint = runs.checkpoint(ae_run or run_dir, "ae")
     if "ae" not in models and not resume and ae_checkpoint.is_file():  # (missing: _attach_encoder says so)
         overrides = {**overrides, **pin_encoder_shape(ae_checkpoint, overrides)}
     config = resolve_config(run_dir, base, overrides, resume)
     splits = data_mod.load_splits(
-        data_dir or default_data_dir(),
+        data_dir,
         val_fraction=config.val_fraction,
         seed=config.seed,
         limit=config.limit_train,
         download=download,
     )
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    runs.write_json(run_dir / runs.CONFIG_FILE, config.to_dict())
+    runs.write_record(run_dir, data_dir=data_dir, models=models)
+    if _first_process():
+        print(f"run folder: {run_dir}", flush=True)
     torch.set_float32_matmul_precision("high")
     quiet_lightning()
     summaries = []
-    for name in models:
-        summary = train_one(
-            name, config, splits, run_dir, ae_checkpoint=ae_checkpoint, resume=resume, hardware=hardware
-        )
-        if summary is not None:
-            print(format_summary(summary))
-            summaries.append(summary)
+    with stop_on_signals(), _shared_run_dir(run_dir):
+        for i, name in enumerate(models, 1):
+            label = f"[{i}/{len(models)}] {name}"
+            if resume and runs.read_summary(run_dir, name):
+                print(f"{label}: finished before the interruption (summary.json), skipped", flush=True)
+                continue
+            try:
+                summary = train_one(
+                    name,
+                    config,
+                    splits,
+                    run_dir,
+                    ae_checkpoint=ae_checkpoint,
+                    resume=resume,
+                    hardware=hardware,
+                    label=label,
+                )
+            except Interrupted as stop:
+                signame = signal.Signals(stop.signum).name
+                raise Interrupted(
+                    stop.signum,
+                    f"{signame}: stopped while training the {name}; run folder {run_dir}; "
+                    f"resume: {resume_command(run_dir, hardware)}",
+                ) from None
+            if summary is not None:
+                print(format_summary(summary))
+                summaries.append(summary)
     if summaries:
         print(f"run folder: {run_dir}")
     return summaries

@@ -57,13 +57,13 @@ class Target:
     fixed: tuple[str, ...] = ()  # Config fields the study pins (the AE's shape for the classifier)
 
 
-# The seed's search space: d integer on a log scale, lr uniform, L1 and L2 on a log scale.
+# The seed's search space: d an integer, lr, L1 and L2 all on a log scale.
 TARGETS: dict[str, Target] = {
     "ae": Target(
         "ae",
         (
             Param("latent_dim", 2, 12, log=True, kind=int),
-            Param("lr", 1e-5, 1e-3, log=False),
+            Param("lr", 1e-5, 1e-3, log=True),
             Param("l1", 1e-6, 1e-3, log=True),
             Param("l2", 1e-6, 1e-3, log=True),
         ),

@@ -14,9 +14,12 @@ a killed process's trial failed instead of leaving it RUNNING for ever.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +27,11 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, Trial, TrialState
 
+from fmnist import runs
 from fmnist.config import Config, default_data_dir
 from fmnist.errors import ConfigError, DataError
 from fmnist.training import data as data_mod
-from fmnist.training import run
+from fmnist.training import run, study_plots
 from fmnist.training.modules import MODULES
 from fmnist.training.search_space import PRUNERS, TARGETS, TUNE_EPOCHS, Param, Target, parse_target, resolve_space
 
@@ -60,10 +64,13 @@ def validation_splits(root: Path, config: Config, download: bool) -> data_mod.Sp
 
 
 def storage_url(storage: str | None, run_dir: Path | None) -> str:
-    """``--storage`` as a SQLAlchemy URL: a URL as given, a path as a SQLite file (a folder: its
-    study.db), nothing as RUN/study.db."""
+    """``--storage`` as a SQLAlchemy URL: a URL as given (a bare ``postgresql://`` with the psycopg
+    driver of ``fmnist[postgres]``), a path as a SQLite file (a folder: its study.db), nothing as
+    RUN/study.db."""
     if storage is None:
         return f"sqlite:///{(Path(run_dir) / STUDY_FILE).resolve()}"
+    if storage.startswith("postgresql://"):  # SQLAlchemy's default driver for it is psycopg2
+        return "postgresql+psycopg://" + storage[len("postgresql://") :]
     if "://" in storage:
         return storage
     path = Path(storage)
@@ -104,8 +111,9 @@ def open_storage(url: str, *, heartbeat: int | None = None, must_exist: bool = F
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
-        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as e:
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as e:
             # two processes creating the tables of a new database at once: the loser retries
+            # (PostgreSQL runs this under creation_lock; other databases meet it here)
             racing = isinstance(e, sqlalchemy.exc.IntegrityError) or "already exists" in str(e) or "locked" in str(e)
             if not (racing and attempt < 4):
                 raise ConfigError(f"--storage {_shown(url)}: cannot open it ({_first_line(e)})") from None
@@ -113,6 +121,37 @@ def open_storage(url: str, *, heartbeat: int | None = None, must_exist: bool = F
         except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, RuntimeError) as e:
             raise ConfigError(f"--storage {_shown(url)}: cannot open it ({_first_line(e)})") from None
     raise AssertionError("unreachable")
+
+
+CREATION_LOCK = 0x666D6E697374  # "fmnist": the PostgreSQL advisory lock key of study creation
+
+
+@contextmanager
+def creation_lock(url: str) -> Iterator[None]:
+    """On PostgreSQL, one process at a time creates the tables and the study: ``CREATE TABLE`` and
+    ``CREATE TYPE`` from processes started together otherwise fail with "already exists". Other
+    databases rely on open_storage's retries (SQLite locks the whole file anyway)."""
+    import sqlalchemy
+
+    try:
+        postgres = sqlalchemy.engine.make_url(url).get_backend_name() == "postgresql"
+    except sqlalchemy.exc.ArgumentError:
+        postgres = False  # open_storage says what is wrong with the URL
+    if not postgres:
+        yield
+        return
+    try:
+        engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+        connection = engine.connect()
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError) as e:
+        raise ConfigError(f"--storage {_shown(url)}: cannot open it ({_first_line(e)})") from None
+    try:
+        # a session lock: the server drops it with the connection if this process dies holding it
+        connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": CREATION_LOCK})
+        yield
+    finally:
+        connection.close()
+        engine.dispose()
 
 
 def _first_line(e: BaseException) -> str:
@@ -160,6 +199,22 @@ def open_study(
     if study.direction != optuna.study.StudyDirection.MINIMIZE:
         raise ConfigError(f"study {study_name!r} maximises its objective; fmnist tune minimises a validation loss")
     return study
+
+
+def open_shared_study(
+    url: str,
+    study_name: str,
+    target_name: str,
+    fixed: dict[str, Any],
+    *,
+    heartbeat: int,
+    pruner: str = "median",
+    sampler_seed: int | None = None,
+) -> optuna.Study:
+    """The storage and the study, created by one process at a time when several start together."""
+    with creation_lock(url):
+        storage = open_storage(url, heartbeat=heartbeat)
+        return open_study(storage, study_name, target_name, fixed, pruner=pruner, sampler_seed=sampler_seed)
 
 
 def load_study(storage: str, study_name: str | None) -> optuna.Study:
@@ -210,6 +265,7 @@ def make_objective(
     *,
     ae_checkpoint: Path | None = None,
     pruning: bool = True,
+    data_dir: Path | None = None,
 ) -> Callable[[Trial], float]:
     """The objective: suggest from ``space`` into ``base``, train in the trial's folder, return the
     best epoch's validation metric (the other validation metrics of that epoch become user attrs)."""
@@ -224,8 +280,11 @@ def make_objective(
         trial_run = trial_folder(run_dir, trial.number)
         folder = trial_run / target.model
         folder.mkdir(parents=True, exist_ok=True)
-        (trial_run / run.CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        runs.write_json(trial_run / runs.CONFIG_FILE, config.to_dict())
+        if data_dir is not None:  # so `fmnist export --run-dir TRIAL` finds the data without --data-dir
+            runs.write_record(trial_run, data_dir=data_dir, models=(target.model,))
         trial.set_user_attr("folder", str(trial_run.resolve()))
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # which process of a shared study
         callbacks = (PyTorchLightningPruningCallback(trial, monitor=module_cls.objective),) if pruning else ()
         try:
             run.fit_model(
@@ -239,7 +298,7 @@ def make_objective(
             )
         except SystemExit:  # Lightning turns Ctrl+C into sys.exit(1); Optuna fails a trial on KeyboardInterrupt
             raise KeyboardInterrupt from None
-        row = run.best_row(folder, module_cls.objective, "min")
+        row = runs.best_row(folder, module_cls.objective, "min")
         for key, value in row.items():
             if key == "epoch" or key.startswith("val_"):
                 trial.set_user_attr("best_epoch" if key == "epoch" else key, value)
@@ -278,13 +337,14 @@ def write_best(study: optuna.Study, out_dir: Path) -> Path | None:
     return path
 
 
-def save_plots(study: optuna.Study, out_dir: Path) -> tuple[list[Path], list[str]]:
+def save_plots(study: optuna.Study, out_dir: Path, objective: str = "objective") -> tuple[list[Path], list[str]]:
     """Optimisation history, parameter importances and slice plot as PNGs in ``out_dir``: the paths
     written and notices for the plots skipped (too few complete trials)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     from optuna.visualization import matplotlib as ovm
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -293,7 +353,7 @@ def save_plots(study: optuna.Study, out_dir: Path) -> tuple[list[Path], list[str
     varied = sorted(n for n in complete[0].params if len({t.params.get(n) for t in complete}) > 1)
     plots: dict[str, Callable[[], Any]] = {
         "history": lambda: ovm.plot_optimization_history(study),
-        "slice": lambda: ovm.plot_slice(study),
+        "slice": lambda: study_plots.slice_figure(study, objective),
     }
     notices = []
     if len(complete) >= 2 and varied:
@@ -311,14 +371,14 @@ def save_plots(study: optuna.Study, out_dir: Path) -> tuple[list[Path], list[str
             if name not in plots:
                 continue
             try:
-                axes = plots[name]()
+                drawn = plots[name]()
             except (ValueError, RuntimeError, ZeroDivisionError) as e:  # e.g. importances of identical values
                 notices.append(f"{name}.png skipped ({e.__class__.__name__}: {e})")
                 continue
-            fig = getattr(axes, "figure", None) or axes.flat[0].figure  # slice: one Axes per parameter
-            n_panels = len(axes.flat) if name == "slice" and hasattr(axes, "flat") else 1
-            fig.set_size_inches(max(8, 3.5 * n_panels + 1), 5)
-            fig.tight_layout()
+            fig = drawn if isinstance(drawn, Figure) else drawn.figure  # slice_figure lays out its own figure
+            if fig is not drawn:
+                fig.set_size_inches(8, 5)
+                fig.tight_layout()
             path = Path(out_dir) / f"{name}.png"
             _write_atomic(path, lambda p, fig=fig: fig.savefig(p, format="png", dpi=100))
             plt.close(fig)
@@ -333,7 +393,7 @@ def _classifier_base(ae_run: Path | None, overrides: dict[str, Any]) -> tuple[Pa
     """The AE checkpoint the classifier trials start from, and the fields it pins (latent_dim, arch)."""
     if ae_run is None:
         raise ConfigError("fmnist tune classifier needs --ae-run RUN: the run whose AE encoder the trials use")
-    checkpoint = Path(ae_run) / "ae" / "best.ckpt"
+    checkpoint = runs.checkpoint(ae_run, "ae")
     if not checkpoint.is_file():
         raise ConfigError(f"--ae-run {ae_run}: {checkpoint} not found (train an AE there with fmnist train --model ae)")
     return checkpoint, run.pin_encoder_shape(checkpoint, overrides)
@@ -383,17 +443,19 @@ def tune(
         config = config.updated(**fixed)
     if data_dir is not None and not Path(data_dir).exists():
         raise DataError(f"--data-dir {data_dir} does not exist")
-    splits = validation_splits(data_dir or default_data_dir(), config, download)
+    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+    splits = validation_splits(data_dir, config, download)
 
-    run_dir = Path(run_dir) if run_dir is not None else run.new_run_dir()
+    run_dir = Path(run_dir) if run_dir is not None else runs.new_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     url = storage_url(storage, run_dir)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = open_study(
-        open_storage(url, heartbeat=heartbeat),
+    study = open_shared_study(
+        url,
         study_name or f"fmnist-{target_name}",
         target_name,
         fixed,
+        heartbeat=heartbeat,
         pruner=pruner,
         sampler_seed=sampler_seed,
     )
@@ -412,7 +474,15 @@ def tune(
     torch.set_float32_matmul_precision("high")
     run.quiet_lightning()
     objective = make_objective(
-        target, space, config, splits, run_dir, hardware, ae_checkpoint=ae_checkpoint, pruning=pruner != "none"
+        target,
+        space,
+        config,
+        splits,
+        run_dir,
+        hardware,
+        ae_checkpoint=ae_checkpoint,
+        pruning=pruner != "none",
+        data_dir=data_dir,
     )
     study.optimize(objective, n_trials=trials, callbacks=[after_trial])
 
@@ -424,7 +494,7 @@ def tune(
         retrain = f"--ae-run {ae_run} " if ae_run is not None else ""
         echo(f"best parameters: {best}; retrain: fmnist train --model {target.model} {retrain}--params {best}")
     if plots:
-        written, notices = save_plots(study, run_dir)
+        written, notices = save_plots(study, run_dir, monitor)
         for notice in notices:
             echo(f"notice: {notice}")
         if written:

@@ -1,0 +1,40 @@
+import io
+
+import numpy as np
+from PIL import Image
+
+from fmnist.runtime.images import load_image
+from fmnist.runtime.photos import SIZE_RANGE, photo, photo_set
+
+
+def _garment() -> np.ndarray:
+    x = np.zeros((28, 28), np.float32)
+    x[4:24, 8:20] = 1.0
+    return x
+
+
+def test_photo_sets_are_deterministic_per_index():
+    images = np.stack([_garment(), _garment() * 0.5, _garment()])
+    a, b = photo_set(images, seed=0), photo_set(images, seed=0)
+    assert a == b
+    assert a[0] != a[2]  # same garment, another index: another photo
+    assert photo_set(images[:1], seed=1)[0] != a[0]
+
+
+def test_a_photo_is_a_dark_garment_on_a_light_background_at_photo_size():
+    jpeg = photo(_garment(), np.random.default_rng(0))
+    image = Image.open(io.BytesIO(jpeg))
+    assert image.format == "JPEG" and image.mode == "RGB"
+    assert SIZE_RANGE[0] <= max(image.size) <= SIZE_RANGE[1]
+    rgb = np.asarray(image, np.float32)
+    assert rgb[0, 0].min() >= 190  # light corner
+    assert rgb.mean(2).min() < 120  # a dark garment somewhere
+
+
+def test_classify_preprocessing_recovers_the_garment_from_its_photo():
+    x = load_image(photo(_garment(), np.random.default_rng(5)))
+    assert x.shape == (28, 28)
+    assert x.max() > 0.7 and x[:, :3].max() < 0.1  # a light garment; black beside its narrower side
+    # framed like Fashion-MNIST: the garment's longer side fills the 28 pixels
+    rows = np.nonzero(x.max(1) > 0.4)[0]
+    assert rows.max() - rows.min() >= 24
