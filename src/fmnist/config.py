@@ -21,7 +21,7 @@ DATA_ENV_VAR = "FMNIST_DATA"
 # classifier: the AE encoder and a head fine-tuned end to end on augmented images (the bundle's);
 # vae: the variational autoencoder, started from the AE's trunk and decoder
 MODELS = ("ae", "head", "classifier", "vae")
-DEFAULT_EPOCHS = {"ae": 20, "head": 30, "classifier": 25, "vae": 3}
+DEFAULT_EPOCHS = {"ae": 20, "head": 30, "classifier": 40, "vae": 3}
 # (hidden width, hidden layers) of each classifier's head when not set. The frozen encoder's head
 # sees only the 8-number latent, where a second hidden layer separates the classes better; the
 # fine-tuned classifier keeps the seed's one layer. Configs saved before head_depth existed had one.
@@ -69,12 +69,19 @@ class Config:
     # classifier head on the AE's encoder
     head_width: int | None = None  # None: the model's own, HEAD_SHAPES
     head_depth: int | None = None
+    # the head model sees only the frozen 8-number latent and overfits it: its training latents get
+    # Gaussian noise of this times each latent's spread in the batch
+    head_noise: float = 0.1
     unfreeze: bool = True  # the classifier fine-tunes its encoder; the head model never does
-    encoder_lr_scale: float = 0.5  # encoder lr = lr * this when fine-tuned: a slower encoder keeps what the AE learnt
+    encoder_lr_scale: float = 1.0  # encoder lr = lr * this when fine-tuned (< 1: a slower encoder keeps more of the AE)
     dropout: float = 0.1  # before the encoder's first linear layer, in the fine-tuned classifier only
     # classifier training augmentation (fmnist.training.augment), drawn per image: what photos
     # users bring differ by in framing, pose, contrast and focus
     augment: bool = True
+    # share of each batch left without the photo transforms below: the test set and framed photos
+    # look like plain images, and a classifier trained only on transformed ones underfits them
+    aug_plain: float = 0.5
+    aug_flip: float = 0.5  # probability of a left-right mirror (any image): shoes face both ways in photos
     aug_shift: float = 0.1  # largest translation, as a fraction of the side
     aug_scale: tuple[float, float] = (0.8, 1.1)  # zoom range (< 1: the garment gets smaller)
     aug_rotate: float = 10.0  # largest rotation, degrees
@@ -101,8 +108,11 @@ class Config:
             (self.l2 >= 0, "--l2 must be >= 0"),
             (self.head_width is None or self.head_width >= 1, "--head-width must be >= 1"),
             (self.head_depth is None or 1 <= self.head_depth <= 8, "--head-depth must be between 1 and 8"),
+            (self.head_noise >= 0, "head_noise must be >= 0"),
             (self.encoder_lr_scale > 0, "encoder_lr_scale must be > 0"),
             (0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)"),
+            (0.0 <= self.aug_plain <= 1.0, "aug_plain must be in [0, 1]"),
+            (0.0 <= self.aug_flip <= 1.0, "aug_flip must be in [0, 1]"),
             (0.0 <= self.aug_shift < 0.5, "aug_shift must be in [0, 0.5)"),
             (0 < self.aug_scale[0] <= self.aug_scale[1], "aug_scale must be (low, high) with 0 < low <= high"),
             (0.0 <= self.aug_rotate <= 180.0, "aug_rotate must be in [0, 180]"),

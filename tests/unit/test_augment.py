@@ -4,7 +4,7 @@ import torch
 from fmnist.config import Config
 from fmnist.training.augment import affine_matrices, augment, blur, gaussian_kernels
 
-STILL = Config(aug_shift=0.0, aug_scale=(1.0, 1.0), aug_rotate=0.0, aug_contrast=0.0, aug_brightness=0.0, aug_blur=0.0)
+STILL = Config(aug_plain=0.0, aug_flip=0.0, aug_shift=0.0, aug_scale=(1.0, 1.0), aug_rotate=0.0, aug_contrast=0.0, aug_brightness=0.0, aug_blur=0.0)
 
 
 def _square(n: int = 4) -> torch.Tensor:
@@ -38,9 +38,23 @@ def test_zoom_below_one_shrinks_the_garment():
 def test_outputs_stay_in_range_and_differ_per_image():
     torch.manual_seed(1)
     x = _square(8)
-    y = augment(x, Config())
+    y = augment(x, Config(aug_plain=0.0))
     assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1
     assert len({round(float(v), 4) for v in y.sum((1, 2, 3))}) == 8
+
+
+def test_plain_images_pass_unchanged_and_flips_mirror_exactly():
+    x = torch.rand(6, 1, 28, 28)
+    assert torch.equal(augment(x, Config(aug_plain=1.0, aug_flip=0.0)), x)
+    assert torch.equal(augment(x, Config(aug_plain=1.0, aug_flip=1.0)), x.flip(-1))
+
+
+def test_aug_plain_leaves_that_share_of_the_batch_untransformed():
+    torch.manual_seed(2)
+    x = torch.rand(4000, 1, 28, 28)
+    y = augment(x, Config(aug_plain=0.3, aug_flip=0.0))
+    plain = (y == x).flatten(1).all(1).float().mean()
+    assert abs(float(plain) - 0.3) < 0.03
 
 
 def test_the_same_seed_draws_the_same_augmentation():
@@ -61,7 +75,7 @@ def test_gaussian_kernels_are_normalised_and_blur_keeps_the_mean():
     assert (y.diff(dim=3).abs().mean() < x.diff(dim=3).abs().mean()).item()
 
 
-@pytest.mark.parametrize("field, value", [("aug_scale", (1.2, 0.8)), ("aug_blur", 1.5), ("aug_shift", 0.6)])
+@pytest.mark.parametrize("field, value", [("aug_scale", (1.2, 0.8)), ("aug_blur", 1.5), ("aug_shift", 0.6), ("aug_plain", -0.1), ("aug_flip", 2.0)])
 def test_bad_strengths_are_config_errors(field, value):
     from fmnist.errors import ConfigError
 

@@ -45,7 +45,7 @@ def test_every_hyper_parameter_has_a_train_flag():
 
     help_text = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"}).output
     # set through --params only: the split, and the recipe's finer knobs
-    internal = {"val_fraction", "encoder_lr_scale", "dropout", "vae_from_ae"}
+    internal = {"val_fraction", "encoder_lr_scale", "dropout", "vae_from_ae", "head_noise"}
     internal |= {name for name in Config.__dataclass_fields__ if name.startswith("aug_")}
     for name in Config.__dataclass_fields__:
         if name not in internal:

@@ -130,3 +130,18 @@ def test_a_vae_started_from_the_ae_decodes_its_means_as_the_ae_does(arch):
         assert torch.equal(vae.decoder(ae.encoder(x)), ae(x))
         if arch == "medium":  # no hidden layer: the mean head is the AE's last encoder layer
             assert torch.allclose(vae.encode(x)[0], ae.encoder(x))
+
+
+def test_the_head_model_trains_on_noisy_latents_and_validates_on_clean_ones():
+    from fmnist.training.modules import HeadModule
+
+    torch.manual_seed(0)
+    batch = (torch.randn(64, 8) * 3, torch.randint(0, 10, (64,)))
+    noisy = HeadModule(Config(head_noise=0.5).to_dict())
+    clean = HeadModule(Config(head_noise=0.0).to_dict())
+    clean.load_state_dict(noisy.state_dict())
+    noisy.train(), clean.train()
+    assert noisy._metrics(batch)["loss"] != noisy._metrics(batch)["loss"]
+    assert clean._metrics(batch)["loss"] == clean._metrics(batch)["loss"]
+    noisy.eval()
+    assert noisy._metrics(batch)["loss"] == clean._metrics(batch)["loss"]

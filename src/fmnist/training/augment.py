@@ -52,7 +52,7 @@ def blur(x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
     return y.view(b, 1, h, w)
 
 
-def augment(x: torch.Tensor, config: Config) -> torch.Tensor:
+def photo_transforms(x: torch.Tensor, config: Config) -> torch.Tensor:
     """(B, 1, 28, 28) in [0, 1] -> the same shape, each image moved, zoomed, turned, re-contrasted,
     brightened and (with probability ``aug_blur``) blurred by its own random amounts."""
     n, device = len(x), x.device
@@ -65,3 +65,17 @@ def augment(x: torch.Tensor, config: Config) -> torch.Tensor:
     contrast = _uniform(n, 1 - config.aug_contrast, 1 + config.aug_contrast, device).view(n, 1, 1, 1)
     brightness = _uniform(n, -config.aug_brightness, config.aug_brightness, device).view(n, 1, 1, 1)
     return (y * contrast + brightness).clamp_(0.0, 1.0)
+
+
+def augment(x: torch.Tensor, config: Config) -> torch.Tensor:
+    """(B, 1, 28, 28) in [0, 1] -> the same shape: each image mirrored left-right with probability
+    ``aug_flip``, then all but a share ``aug_plain`` of them through :func:`photo_transforms`."""
+    n, device = len(x), x.device
+    flipped = (torch.rand(n, device=device) < config.aug_flip).view(n, 1, 1, 1)
+    x = torch.where(flipped, x.flip(-1), x)
+    transformed = torch.rand(n, device=device) >= config.aug_plain
+    if not transformed.any():
+        return x
+    y = x.clone()
+    y[transformed] = photo_transforms(x[transformed], config)
+    return y
