@@ -73,7 +73,7 @@ Unfreeze = Annotated[
     bool | None,
     typer.Option(
         "--unfreeze/--freeze",
-        help="The classifier fine-tunes its encoder end to end (encoder lr scaled down); the head model "
+        help="The classifier fine-tunes its encoder end to end (at lr x encoder_lr_scale); the head model "
         "always keeps it frozen. (default: unfreeze)",
     ),
 ]
