@@ -38,7 +38,7 @@ def fit(train, val, test, width=256, depth=2, drop=0.0, noise=0.0, epochs=30, lr
     for epoch in range(epochs):
         model.train()
         for idx in torch.randperm(len(x)).split(batch):
-            z = x[idx] + noise * x[idx].std(0) * torch.randn(len(idx), x.shape[1])
+            z = x[idx] + noise * x[idx].std(0, correction=0) * torch.randn(len(idx), x.shape[1])
             loss = F.cross_entropy(model(z), y[idx])
             opt.zero_grad()
             loss.backward()
@@ -52,6 +52,13 @@ def fit(train, val, test, width=256, depth=2, drop=0.0, noise=0.0, epochs=30, lr
     return best
 
 
+def number(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", type=Path, required=True)
@@ -63,7 +70,7 @@ def main() -> None:
     session = ort.InferenceSession(str((a.artifacts or default_bundle_dir()) / "encoder.onnx"))
     train, val, test = (encode(session, s) for s in (splits.train, splits.val, splits.test))
     for setting in a.settings:
-        kwargs = {k: float(v) if "." in v else int(v) for k, v in (kv.split("=") for kv in setting.split(","))}
+        kwargs = {k: number(v) for k, v in (kv.split("=") for kv in setting.split(","))}
         start = time.perf_counter()
         val_acc, test_acc, epoch = fit(train, val, test, **kwargs)
         took = time.perf_counter() - start

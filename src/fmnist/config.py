@@ -48,6 +48,9 @@ LR_SCHEDULES = ("cosine", "constant")
 # (Rybkin et al. 2021), the scale that maximises the likelihood of each batch's reconstructions
 VAE_SCALES = ("learned", "optimal")
 ENCODER_SHAPE = ("latent_dim", "arch")  # the fields a classifier shares with the AE it is built on
+# Fields added after runs had been saved without them, with the values that reproduce those runs
+# (a saved config missing one predates it, so today's default would change what it trains).
+LEGACY_VALUES = {"head_noise": 0.0, "aug_plain": 0.0, "aug_flip": 0.0}
 
 
 @dataclass(frozen=True)
@@ -159,7 +162,13 @@ class Config:
         return cls().updated(**values)
 
     @classmethod
-    def from_json(cls, path: Path) -> Config:
+    def from_saved(cls, values: dict[str, Any]) -> Config:
+        """A config a run or checkpoint saved: fields it predates take LEGACY_VALUES, not defaults."""
+        return cls.from_dict({**LEGACY_VALUES, **values})
+
+    @classmethod
+    def from_json(cls, path: Path, saved: bool = False) -> Config:
+        """A ``--params`` file, or with ``saved`` a run's own config.json (see :meth:`from_saved`)."""
         try:
             values = json.loads(Path(path).read_text())
         except FileNotFoundError:
@@ -168,7 +177,7 @@ class Config:
             raise ConfigError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: expected a JSON object of hyper-parameters")
-        return cls.from_dict(values)
+        return cls.from_saved(values) if saved else cls.from_dict(values)
 
 
 DEFAULTS = Config()

@@ -50,3 +50,25 @@ def test_every_hyper_parameter_has_a_train_flag():
     for name in Config.__dataclass_fields__:
         if name not in internal:
             assert "--" + name.replace("_", "-") in help_text, name
+
+
+def test_a_saved_config_keeps_the_behaviour_of_fields_it_predates(tmp_path):
+    from fmnist.config import LEGACY_VALUES
+
+    old_run = {"latent_dim": 8, "epochs": None}  # saved before head_noise, aug_plain and aug_flip existed
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(old_run))
+    saved, params = Config.from_json(path, saved=True), Config.from_json(path)
+    for name, value in LEGACY_VALUES.items():
+        assert getattr(saved, name) == value != getattr(params, name)
+    assert Config.from_saved(Config(aug_flip=0.25).to_dict()).aug_flip == 0.25  # saved values win
+
+
+def test_a_checkpoint_gives_back_the_resolved_config_it_trained_with(tmp_path):
+    import torch
+
+    from fmnist.training.checkpoint_io import saved_config
+
+    path = tmp_path / "last.ckpt"
+    torch.save({"hyper_parameters": {"config": Config(epochs=25).to_dict()}}, path)
+    assert saved_config(path) == Config(epochs=25)

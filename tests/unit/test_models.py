@@ -145,3 +145,11 @@ def test_the_head_model_trains_on_noisy_latents_and_validates_on_clean_ones():
     assert clean._metrics(batch)["loss"] == clean._metrics(batch)["loss"]
     noisy.eval()
     assert noisy._metrics(batch)["loss"] == clean._metrics(batch)["loss"]
+
+
+def test_head_noise_on_a_one_latent_batch_is_finite():
+    from fmnist.training.modules import HeadModule
+
+    module = HeadModule(Config(head_noise=0.5).to_dict())
+    module.train()
+    assert torch.isfinite(module._metrics((torch.randn(1, 8), torch.tensor([3])))["loss"])

@@ -81,7 +81,8 @@ Augment = Annotated[
     bool | None,
     typer.Option(
         "--augment/--no-augment",
-        help="Train the classifier on shifted, zoomed, turned, re-contrasted and blurred images. (default: augment)",
+        help="Train the classifier on images mirrored and (all but a plain half) shifted, zoomed, turned, "
+        "re-contrasted, brightened and blurred. (default: augment)",
     ),
 ]
 VaeScale = Annotated[

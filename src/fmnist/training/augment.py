@@ -2,8 +2,10 @@
 
 The classifier is served on what users photograph, which differs from Fashion-MNIST's framing:
 off-centre, smaller or larger, slightly turned, lower contrast, a grey rather than black
-background, out of focus. Each transform is one batched tensor operation (no per-image Python),
-and the global generator is reseeded per epoch (``EpochSeed``), so a resumed run draws the same.
+background, out of focus, facing either way. Every image may be mirrored; a share ``aug_plain``
+of them (still mirrored or not) skips the other transforms. Each transform is one batched tensor
+operation (no per-image Python), and the global generator is reseeded per epoch (``EpochSeed``),
+so a resumed run draws the same.
 """
 
 from __future__ import annotations
@@ -76,6 +78,5 @@ def augment(x: torch.Tensor, config: Config) -> torch.Tensor:
     transformed = torch.rand(n, device=device) >= config.aug_plain
     if not transformed.any():
         return x
-    y = x.clone()
-    y[transformed] = photo_transforms(x[transformed], config)
-    return y
+    x[transformed] = photo_transforms(x[transformed], config)  # x is torch.where's new tensor
+    return x

@@ -24,7 +24,7 @@ class _Base(L.LightningModule):
         super().__init__()
         config = self.fixed_config(config)
         self.save_hyperparameters({"config": config})  # what the model was built from, kept in the checkpoint
-        self.config = Config.from_dict(config)
+        self.config = Config.from_saved(config)
         self.model = models.build(self.model_name, self.config)
 
     @staticmethod
@@ -111,7 +111,7 @@ class HeadModule(ClassifierModule):
         z, y = batch
         if z.ndim == 2:  # latents of the frozen encoder, computed once (data.encode_split)
             if self.training and self.config.head_noise > 0:
-                z = z + self.config.head_noise * z.std(0) * torch.randn_like(z)
+                z = z + self.config.head_noise * z.std(0, correction=0) * torch.randn_like(z)
             logits = self.model.head(z)
             return {"loss": F.cross_entropy(logits, y), "acc": (logits.argmax(1) == y).float().mean()}
         return super()._metrics(batch)

@@ -22,7 +22,7 @@ from fmnist.errors import ConfigError, DataError, Interrupted
 from fmnist.training import data as data_mod
 from fmnist.training import evaluate, figures, models
 from fmnist.training.callbacks import EpochSeed, MetricsCSV, ModelProgressBar
-from fmnist.training.checkpoint_io import AtomicCheckpointIO
+from fmnist.training.checkpoint_io import AtomicCheckpointIO, saved_config
 from fmnist.training.modules import MODULES, load_module
 from fmnist.training.signals import stop_on_signals
 
@@ -68,6 +68,7 @@ def quiet_lightning() -> None:
     logging.getLogger("lightning.pytorch.trainer.connectors.signal_connector").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=r".*exists and is not empty.*")  # a resumed run's own folder
+    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")  # the head's frozen encoder, on purpose
 
 
 def resolve_config(run_dir: Path, base: Config, overrides: dict[str, Any], resume: bool) -> Config:
@@ -75,7 +76,7 @@ def resolve_config(run_dir: Path, base: Config, overrides: dict[str, Any], resum
     where the uninterrupted run would have (the lr schedule depends on --epochs, for one)."""
     if not resume:
         return base.updated(**overrides)
-    saved = Config.from_json(run_dir / runs.CONFIG_FILE)
+    saved = Config.from_json(run_dir / runs.CONFIG_FILE, saved=True)
     changed = sorted(k for k, v in overrides.items() if v is not None and getattr(saved, k) != v)
     if changed:
         raise ConfigError(
@@ -221,6 +222,8 @@ def train_one(
     folder = runs.model_dir(run_dir, model_name)
     folder.mkdir(parents=True, exist_ok=True)
     last = runs.resume_checkpoint(run_dir, model_name) if resume else None
+    if last is not None:  # the model continues as it began (its epochs, say, even if the defaults moved)
+        config = saved_config(last)
     start = time.perf_counter()
     trainer = fit_model(
         model_name,
