@@ -1,9 +1,9 @@
 """Chooses the head model's latent noise on the validation split: heads like ``fmnist train
 --model head`` (two hidden layers of 256, Adam 3e-3 cosine over 30 epochs, batch 128) trained on the
 latents of a bundle's ``encoder.onnx`` with Gaussian noise of ``noise`` times each latent's spread.
-Prints, per setting, the best validation epoch's validation and test accuracy. Usage::
+Prints, per setting, the best validation epoch's validation and test accuracy, averaged over seeds. Usage::
 
-    python benchmarks/head_noise.py --data-dir DIR [--artifacts DIR] noise=0 noise=0.1 "noise=0.1,drop=0.2"
+    python benchmarks/head_noise.py --data-dir DIR [--artifacts DIR] [--seeds 3] noise=0 noise=0.1 "noise=0.1,drop=0.2"
 """
 
 import argparse
@@ -63,6 +63,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", type=Path, required=True)
     p.add_argument("--artifacts", type=Path, default=None)
+    p.add_argument("--seeds", type=int, default=3, help="seeds per setting (0, 1, ...); means are printed")
     p.add_argument("settings", nargs="+", help="keyword arguments of fit(), e.g. noise=0.1,drop=0.2")
     a = p.parse_args()
     torch.set_num_threads(1)
@@ -72,9 +73,14 @@ def main() -> None:
     for setting in a.settings:
         kwargs = {k: number(v) for k, v in (kv.split("=") for kv in setting.split(","))}
         start = time.perf_counter()
-        val_acc, test_acc, epoch = fit(train, val, test, **kwargs)
-        took = time.perf_counter() - start
-        print(f"{setting:28s} best val {val_acc:.4f} (epoch {epoch}) test {test_acc:.4f} {took:.0f} s", flush=True)
+        runs = [fit(train, val, test, **{"seed": seed, **kwargs}) for seed in range(a.seeds)]
+        val_accs, test_accs = np.array([r[0] for r in runs]), np.array([r[1] for r in runs])
+        took = (time.perf_counter() - start) / a.seeds
+        print(
+            f"{setting:14s} best-epoch val {val_accs.mean():.4f} (sd {val_accs.std():.4f}) "
+            f"test {test_accs.mean():.4f} (sd {test_accs.std():.4f}) over {a.seeds} seeds, {took:.0f} s each",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
