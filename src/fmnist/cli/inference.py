@@ -84,7 +84,7 @@ def generate(n: int, sampler: str, seed: int, out: Path, scale: int, artifacts: 
         out.mkdir(parents=True, exist_ok=True)
         for i, img in enumerate(to_uint8(images)):
             (out / f"sample-{i:05d}.png").write_bytes(png_bytes(upscale(img, scale)))
-    print(f"wrote {n} {sampler} samples to {out}")
+    print(f"wrote {n} {sampler} sample{'' if n == 1 else 's'} to {out}")
     return 0
 
 
