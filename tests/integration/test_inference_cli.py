@@ -129,6 +129,17 @@ def test_classify_json_is_exact(toy_bundle, pngs):
     assert by_name["top.png"]["probability"] == pytest.approx(float(toy.toy_probabilities(x).max()), rel=1e-5)
 
 
+def test_classify_says_when_an_image_holds_no_garment(toy_bundle, tmp_path):
+    white = save_png(tmp_path / "white.png", np.full((300, 300), 255, np.uint8))
+    garment = np.full((300, 300), 255, np.uint8)
+    garment[60:240, 100:200] = 30  # a dark garment on white
+    shirt = save_png(tmp_path / "shirt.png", garment)
+    result = run_cli("classify", white, shirt, "--json", "--artifacts", toy_bundle)
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)) == 2  # both still answered
+    assert result.stderr == f"fmnist: notice: {white}: no garment found (the image is blank), its class is a guess\n"
+
+
 def test_classify_text_and_top_k(toy_bundle, pngs):
     result = run_cli("classify", pngs / "bottom.png", "--top-k", "3", "--artifacts", toy_bundle)
     assert result.exit_code == 0

@@ -120,3 +120,12 @@ def test_grid_layout():
     g = grid(images, columns=3)
     assert g.shape == (2 * 30 + 2, 3 * 30 + 2) and g.dtype == np.uint8
     assert Image.open(io.BytesIO(to_png(images))).size == (3 * 30 + 2, 2 * 30 + 2)
+
+
+def test_a_blank_image_is_told_from_a_garment():
+    from fmnist.runtime.images import is_blank
+
+    assert is_blank(np.zeros((28, 28), np.float32)) and is_blank(np.full((28, 28), 0.5, np.float32))
+    garment = np.zeros((28, 28), np.float32)
+    garment[5:20, 8:18] = 0.6
+    assert not is_blank(garment)

@@ -93,11 +93,16 @@ def classify(
 ) -> int:
     """Classify images: the garment class and its probability."""
     from fmnist.runtime.bundle import top_classes
+    from fmnist.runtime.images import is_blank
+    from fmnist.runtime.sessions import notice
 
     if not 1 <= top_k <= 10:
         raise InputError(f"--top-k must be between 1 and 10, not {top_k}")
     model = _bundle(artifacts, provider)
     paths, batch, errors = _load_all(images, invert, max_pixels)
+    for path, x in zip(paths, batch, strict=True):
+        if is_blank(x):
+            notice(f"{path}: no garment found (the image is blank), its class is a guess")
     rows = []
     for path, ranked in zip(paths, top_classes(model.classify(batch), model.class_names, top_k), strict=True):
         rows.append({"path": str(path), **ranked[0], **({"top_k": ranked} if top_k > 1 else {})})

@@ -121,6 +121,11 @@ def frame(gray: np.ndarray) -> np.ndarray:
     return np.clip((crop - background) / (1.0 - background), 0.0, 1.0)
 
 
+def is_blank(x: np.ndarray) -> bool:
+    """A preprocessed image with no garment in it: no pixel stands out from the rest."""
+    return float(x.max() - x.min()) <= GARMENT_THRESHOLD
+
+
 def preprocess(image, invert: str = "auto") -> np.ndarray:
     """A Pillow image -> float32 (28, 28) in [0, 1], light garment on black.
 
