@@ -21,7 +21,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from fmnist.config import MODELS, default_data_dir
+from fmnist.config import MODELS, Config, default_data_dir
 from fmnist.errors import ConfigError
 
 BUNDLED_MODELS = ("ae", "classifier", "vae")  # what a bundle holds graphs of; the head is the study's alone
@@ -64,6 +64,12 @@ def _read_json(path: Path) -> dict:
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}: not valid JSON ({e.msg}, line {e.lineno}); delete it or fix it") from None
     return value if isinstance(value, dict) else {}
+
+
+def read_recipe(run: Path) -> Config | None:
+    """The run's resolved config (config.json, the last ``fmnist train`` into it); None without one."""
+    path = Path(run) / CONFIG_FILE
+    return Config.from_json(path, saved=True) if path.is_file() else None
 
 
 def read_summary(run: Path, model: str) -> dict:

@@ -28,6 +28,7 @@ def test_bundle_files_and_manifest(tiny_bundle, tiny_run):
     assert manifest["format_version"] == artifacts.FORMAT_VERSION
     assert manifest["latent_dim"] == 8 and len(manifest["class_names"]) == 10
     assert manifest["config"]["limit_train"] == 2000  # the run's config, not today's defaults
+    assert manifest["config"] == json.loads((tiny_run / "config.json").read_text())  # the recipe, not the AE's
     summary = json.loads((tiny_run / "ae" / "summary.json").read_text())
     assert manifest["training_metrics"]["reconstruction_mse"] == summary["test_mse"]  # PyTorch, in the run
     assert manifest["metrics"]["reconstruction_mse"] == pytest.approx(summary["test_mse"], rel=1e-4)  # onnxruntime

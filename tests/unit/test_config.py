@@ -64,11 +64,16 @@ def test_a_saved_config_keeps_the_behaviour_of_fields_it_predates(tmp_path):
     assert Config.from_saved(Config(aug_flip=0.25).to_dict()).aug_flip == 0.25  # saved values win
 
 
-def test_a_checkpoint_gives_back_the_resolved_config_it_trained_with(tmp_path):
+def test_a_checkpoint_saved_before_the_new_fields_resumes_as_it_began(tmp_path):
+    import lightning as L
     import torch
 
-    from fmnist.training.checkpoint_io import saved_config
+    from fmnist.training.modules import AEModule, load_module
 
+    old = {k: v for k, v in Config(epochs=25).to_dict().items() if k not in ("head_noise", "aug_plain", "aug_flip")}
+    module = AEModule(old)
     path = tmp_path / "last.ckpt"
-    torch.save({"hyper_parameters": {"config": Config(epochs=25).to_dict()}}, path)
-    assert saved_config(path) == Config(epochs=25)
+    checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": {"config": old}}
+    torch.save({**checkpoint, "pytorch-lightning_version": L.__version__}, path)
+    config = load_module("ae", str(path)).config  # what train_one resumes with
+    assert (config.epochs, config.head_noise, config.aug_plain, config.aug_flip) == (25, 0.0, 0.0, 0.0)

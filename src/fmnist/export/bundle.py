@@ -101,7 +101,7 @@ def export_bundle(
     if out.exists() and not (out / artifacts.MANIFEST).is_file():
         raise ConfigError(f"--out {out} exists and is not an fmnist bundle; choose another folder")
     modules = runs.load_models(run_dir)
-    config: Config = modules["ae"].config
+    config: Config = modules["ae"].config  # the data split and seed its samplers were fitted with
     splits = data_mod.load_splits(
         data_dir, val_fraction=config.val_fraction, seed=config.seed, limit=config.limit_train, download=download
     )
@@ -119,7 +119,7 @@ def export_bundle(
             "package_version": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "libraries": _versions(),
-            "config": config.to_dict(),
+            "config": (runs.read_recipe(run_dir) or config).to_dict(),  # the recipe; each model's in "configs"
             "configs": {m: mod.config.to_dict() for m, mod in modules.items()},
             "latent_dim": config.latent_dim,
             "class_names": list(CLASS_NAMES),

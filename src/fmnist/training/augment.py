@@ -80,3 +80,9 @@ def augment(x: torch.Tensor, config: Config) -> torch.Tensor:
         return x
     x[transformed] = photo_transforms(x[transformed], config)  # x is torch.where's new tensor
     return x
+
+
+def jitter_latents(z: torch.Tensor, noise: float) -> torch.Tensor:
+    """(B, d) latents plus Gaussian noise of ``noise`` times each latent's spread in the batch (the
+    head model's regulariser; the spread without Bessel's correction, so one latent gets none)."""
+    return z + noise * z.std(0, correction=0) * torch.randn_like(z)

@@ -8,8 +8,6 @@ from typing import Any
 
 from lightning.fabric.plugins import TorchCheckpointIO
 
-from fmnist.config import Config
-
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """``torch.save`` into a hidden file in the checkpoint's own folder, fsync, then rename over it.
@@ -36,11 +34,3 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-
-
-def saved_config(path: Path) -> Config:
-    """The resolved config a model's checkpoint was trained with."""
-    import torch
-
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    return Config.from_saved(checkpoint["hyper_parameters"]["config"])

@@ -111,7 +111,7 @@ class HeadModule(ClassifierModule):
         z, y = batch
         if z.ndim == 2:  # latents of the frozen encoder, computed once (data.encode_split)
             if self.training and self.config.head_noise > 0:
-                z = z + self.config.head_noise * z.std(0, correction=0) * torch.randn_like(z)
+                z = augment.jitter_latents(z, self.config.head_noise)
             logits = self.model.head(z)
             return {"loss": F.cross_entropy(logits, y), "acc": (logits.argmax(1) == y).float().mean()}
         return super()._metrics(batch)

@@ -22,7 +22,7 @@ from fmnist.errors import ConfigError, DataError, Interrupted
 from fmnist.training import data as data_mod
 from fmnist.training import evaluate, figures, models
 from fmnist.training.callbacks import EpochSeed, MetricsCSV, ModelProgressBar
-from fmnist.training.checkpoint_io import AtomicCheckpointIO, saved_config
+from fmnist.training.checkpoint_io import AtomicCheckpointIO
 from fmnist.training.modules import MODULES, load_module
 from fmnist.training.signals import stop_on_signals
 
@@ -223,7 +223,7 @@ def train_one(
     folder.mkdir(parents=True, exist_ok=True)
     last = runs.resume_checkpoint(run_dir, model_name) if resume else None
     if last is not None:  # the model continues as it began (its epochs, say, even if the defaults moved)
-        config = saved_config(last)
+        config = load_module(model_name, str(last)).config
     start = time.perf_counter()
     trainer = fit_model(
         model_name,
