@@ -43,7 +43,11 @@ SAMPLERS = {
     "kde_pca_bandwidth": np.float64(0.1),
     "kde_latent_points": np.array([[0.2, 0.1], [0.5, -0.1], [0.1, 0.0], [0.3, 0.2]]),
     "kde_latent_bandwidth": np.float64(0.05),
+    # class k: two points at (k / 10, +-0.5), so a class's draws tell which class they came from
+    "kde_class_points": np.array([[[k / 10, 0.5], [k / 10, -0.5]] for k in range(10)]),
+    "kde_class_bandwidth": np.full(10, 0.01),
 }
+CLASS_ARRAYS = ("kde_class_points", "kde_class_bandwidth")  # what format 1 lacks
 
 
 def toy_encode(images: np.ndarray) -> np.ndarray:
@@ -138,28 +142,27 @@ def _graphs() -> dict[str, object]:
     }
 
 
-def build_toy_bundle(folder: Path, samplers: dict[str, np.ndarray] | None = None) -> Path:
+def build_toy_bundle(
+    folder: Path, samplers: dict[str, np.ndarray] | None = None, format_version: int = artifacts.FORMAT_VERSION
+) -> Path:
     """Write the toy bundle into ``folder`` (created) and return it.
 
-    ``samplers`` replaces the arrays of samplers.npz (e.g. ones fitted with scikit-learn).
+    ``samplers`` replaces the arrays of samplers.npz (e.g. ones fitted with scikit-learn);
+    ``format_version`` 1 leaves out the per-class arrays, as bundles before them did.
     """
     import onnx
 
     from fmnist.config import Config
+    from fmnist.contract import GRAPHS
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for name, model in _graphs().items():
         onnx.save(model, folder / artifacts.GRAPHS[name])
     arrays = {k: np.asarray(v, np.float64) for k, v in (samplers or SAMPLERS).items()}
+    if format_version < 2:
+        arrays = {k: v for k, v in arrays.items() if k not in CLASS_ARRAYS}
     np.savez(folder / artifacts.SAMPLERS_NPZ, **arrays)
-    graphs = {
-        "encoder": (["image"], ["latent"]),
-        "decoder": (["latent"], ["image"]),
-        "classifier": (["image"], ["logits", "probabilities", "features"]),
-        "vae_encoder": (["image"], ["mean", "logvar"]),
-        "vae_decoder": (["latent"], ["image"]),
-    }
     artifacts.write_manifest(
         folder,
         {
@@ -170,9 +173,7 @@ def build_toy_bundle(folder: Path, samplers: dict[str, np.ndarray] | None = None
             "latent_dim": D,
             "class_names": list(CLASS_NAMES),
             "input_contract": artifacts.INPUT_CONTRACT,
-            "graphs": {
-                name: {"file": artifacts.GRAPHS[name], "inputs": i, "outputs": o} for name, (i, o) in graphs.items()
-            },
+            "graphs": {g.name: g.entry() for g in GRAPHS},
             "vae": {"log_scale": LOG_SCALE},
             "samplers": {
                 "pca_components": int(arrays["pca_components"].shape[0]),
@@ -183,6 +184,7 @@ def build_toy_bundle(folder: Path, samplers: dict[str, np.ndarray] | None = None
             "metrics": {"reconstruction_mse": 0.1, "classifier_accuracy": 0.1, "vae_elbo": -100.0},
             "provenance": {"run_dir": None, "command": "tests/toybundle.py", "git_commit": None},
         },
+        format_version,
     )
     return folder
 

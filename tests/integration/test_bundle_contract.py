@@ -1,6 +1,7 @@
-"""A bundle whose hashes match but whose manifest or files break the contract is refused at load,
-in one line naming the field, before any onnxruntime session starts: by ``Bundle``, by the
-inference commands (exit code 2) and by ``fmnist serve`` (exit code 2, no traceback).
+"""A bundle whose hashes match but whose manifest or files break the contract is refused in one
+line naming the field, before any onnxruntime session of the broken file starts: by ``Bundle``
+(``lazy=False`` at load; by default a graph when first used, the samplers when first drawn), by
+the inference commands (exit code 2) and by ``fmnist serve`` (exit code 2, no traceback).
 
 Each case tampers with a copy of the toy bundle and re-hashes it (``toybundle.retamper``), so the
 schema, not the hash check, is what refuses it.
@@ -60,6 +61,43 @@ def _samplers(**changes):
     return prepare
 
 
+def _graph(name: str, edit):
+    """Replace graph ``name`` by the toy graph after ``edit(onnx.GraphProto)``."""
+
+    def change(folder: Path):
+        import onnx
+
+        model = onnx.load(folder / artifacts.GRAPHS[name])
+        edit(model.graph)
+        onnx.save(model, folder / artifacts.GRAPHS[name])
+
+    return change
+
+
+def _rename_output(graph, old="latent", new="z"):
+    for node in graph.node:
+        node.output[:] = [new if o == old else o for o in node.output]
+    next(o for o in graph.output if o.name == old).name = new
+
+
+def _extra_output(graph):
+    from onnx import TensorProto, helper
+
+    graph.node.append(helper.make_node("Identity", ["latent"], ["latent_copy"]))
+    graph.output.append(helper.make_tensor_value_info("latent_copy", TensorProto.FLOAT, ["N", 2]))
+
+
+def _double_output(graph):
+    from onnx import TensorProto
+
+    graph.output[0].type.tensor_type.elem_type = TensorProto.DOUBLE
+
+
+def _swap_encoder(folder: Path):
+    """encoder.onnx replaced by the VAE's encoder, as an attacker or a careless copy would."""
+    shutil.copyfile(folder / "vae_encoder.onnx", folder / "encoder.onnx")
+
+
 def _outside_link(folder: Path):
     (folder / "extra.bin").symlink_to("/etc/hostname")
 
@@ -70,7 +108,36 @@ ETC_HOSTNAME = Path("/etc/hostname")
 CASES = [
     ("latent_dim a string", None, _set("latent_dim", "eight"), "latent_dim must be a whole number"),
     ("latent_dim a bool", None, _set("latent_dim", True), "latent_dim must be a whole number"),
-    ("latent_dim not the graphs'", None, _set("latent_dim", 3), "the contract (latent_dim 3) says float32 [N, 3]"),
+    ("latent_dim not the graphs'", None, _set("latent_dim", 3), "(latent_dim 3) says latent float32 [N, 3]"),
+    (
+        "encoder.onnx the VAE's encoder",
+        _swap_encoder,
+        None,
+        "encoder.onnx is not the AE's encoder: its outputs mean float32 [N, 2], logvar float32 [N, 2]; "
+        "the contract (latent_dim 2) says latent float32 [N, 2]",
+    ),
+    (
+        "a graph with an extra output",
+        _graph("encoder", _extra_output),
+        None,
+        "its outputs latent float32 [N, 2], latent_copy float32 [N, 2]; the contract",
+    ),
+    ("a graph with a renamed output", _graph("encoder", _rename_output), None, "its outputs z float32 [N, 2]; the"),
+    ("a graph output of doubles", _graph("encoder", _double_output), None, "its outputs latent type 11 [N, 2]"),
+    (
+        "a graph with a renamed input",
+        _graph("decoder", lambda g: g.input[0].__setattr__("name", "z")),
+        None,
+        "decoder.onnx is not the AE's decoder (sigmoid inside): its inputs z float32 [N, 2]",
+    ),
+    (
+        "per-class points of another class count",
+        _samplers(kde_class_points=np.zeros((9, 2, 2))),
+        None,
+        "kde_class_points is float64 [9, 2, 2], the contract (latent_dim 2) says float [10, m, 2]",
+    ),
+    ("per-class bandwidth negative", _samplers(kde_class_bandwidth=-np.ones(10)), None, "must be positive"),
+    ("per-class arrays missing", _samplers(kde_class_bandwidth=None), None, "holds no array 'kde_class_bandwidth'"),
     ("files a list", None, _set("files", ["encoder.onnx"]), "files must be an object"),
     (
         "files outside the folder",
@@ -144,15 +211,66 @@ def test_a_tampered_bundle_is_refused_at_load_naming_the_field(tampered, monkeyp
     monkeypatch.setattr(onnxruntime, "InferenceSession", no_session)
     folder = tampered(change, edit)
     with pytest.raises(BundleError) as caught:
-        Bundle(folder, "cpu")
+        Bundle(folder, "cpu", lazy=False)
     message = str(caught.value)
     assert words in message and "\n" not in message
 
 
 def test_the_untampered_toy_and_default_bundles_pass(toy_bundle, tampered):
-    Bundle(toy_bundle, "cpu")
-    Bundle(None, "cpu")  # the bundled default
-    Bundle(tampered(None, None), "cpu")  # re-hashing alone changes nothing
+    rehashed = tampered(None, None)  # re-hashing alone changes nothing
+    for lazy in (True, False):
+        for folder in (toy_bundle, None, rehashed):  # None: the bundled default
+            Bundle(folder, "cpu", lazy=lazy)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [_swap_encoder, _graph("encoder", _extra_output), _graph("encoder", _rename_output)],
+    ids=["swapped encoder", "extra output", "renamed output"],
+)
+def test_a_graph_off_contract_is_refused_when_used_by_the_cli_in_one_line(tampered, capsys, tmp_path, change):
+    from fmnist.cli.inference import run
+
+    folder = tampered(change, None)
+    image = tmp_path / "x.png"
+    Image.new("L", (28, 28), 200).save(image)
+    assert run(["reconstruct", str(image), "--out", str(tmp_path / "r.png"), "--artifacts", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fmnist: error: bundle file {folder / 'encoder.onnx'} is not the AE's encoder: its ")
+    assert len(err.splitlines()) == 1 and not (tmp_path / "r.png").exists()
+
+
+def test_a_graph_a_command_does_not_use_does_not_block_it_and_is_refused_when_used(tampered, capsys, tmp_path):
+    """Lazy verification: classify opens classifier.onnx alone, so a damaged VAE decoder and
+    samplers.npz do not stop it; generate --sampler vae is refused, naming the file."""
+    from fmnist.cli.inference import run
+
+    def damage(folder: Path):
+        (folder / "vae_decoder.onnx").write_bytes(b"\xff" * 64)
+        (folder / "samplers.npz").write_bytes(b"not an archive")
+
+    folder = tampered(None, None)
+    damage(folder)  # after hashing: altered files
+    image = tmp_path / "x.png"
+    Image.new("L", (28, 28), 200).save(image)
+    assert run(["classify", str(image), "--artifacts", str(folder)]) == 0
+    capsys.readouterr()
+    assert run(["generate", "--sampler", "vae", "--out", str(tmp_path / "s.png"), "--artifacts", str(folder)]) == 2
+    err = capsys.readouterr().err
+    wrong = "has the wrong size (truncated or altered)"
+    assert err == f"fmnist: error: bundle file {folder / 'vae_decoder.onnx'} {wrong}\n"
+    assert run(["generate", "--out", str(tmp_path / "s.png"), "--artifacts", str(folder)]) == 2
+    assert "samplers.npz has the wrong size" in capsys.readouterr().err and not (tmp_path / "s.png").exists()
+    with pytest.raises(BundleError, match="has the wrong size"):
+        Bundle(folder, "cpu", lazy=False)
+
+
+def test_a_graph_altered_after_load_is_refused_at_its_first_use(tampered):
+    folder = tampered(_swap_encoder, None)
+    model = Bundle(folder, "cpu")  # lazy: the manifest alone
+    with pytest.raises(BundleError, match="encoder.onnx is not the AE's encoder"):
+        model.encode(np.zeros((1, 28, 28), np.float32))
+    assert "encoder" not in model._sessions
 
 
 @pytest.mark.parametrize("command", ["classify", "generate"])

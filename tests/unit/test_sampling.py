@@ -38,7 +38,7 @@ def test_bundle_samplers_reproduce_scikit_learn_from_the_pickle_free_arrays(tmp_
     """Fit real PCA and KernelDensity objects, store them as samplers.npz says, and sample through
     Bundle: the same seed gives scikit-learn's samples, for both KDE samplers."""
     from fmnist.runtime.bundle import Bundle
-    from tests.toybundle import build_toy_bundle
+    from tests.toybundle import SAMPLERS, build_toy_bundle
 
     # the toy bundle's latent size (2), one PCA component so the two widths differ
     latents = np.random.default_rng(3).normal(size=(150, 2)) * [3.0, 1.0]
@@ -53,7 +53,7 @@ def test_bundle_samplers_reproduce_scikit_learn_from_the_pickle_free_arrays(tmp_
         "kde_latent_points": np.asarray(kde_latent.tree_.data),
         "kde_latent_bandwidth": kde_latent.bandwidth_,
     }
-    model = Bundle(build_toy_bundle(tmp_path / "b", samplers=arrays), provider="cpu")
+    model = Bundle(build_toy_bundle(tmp_path / "b", samplers={**SAMPLERS, **arrays}), provider="cpu")
     for seed in (0, 11):
         assert np.array_equal(model.sample_latents(40, "kde", seed), kde_latent.sample(40, random_state=seed))
         want = pca.inverse_transform(kde_pca.sample(40, random_state=seed))

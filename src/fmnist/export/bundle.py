@@ -15,9 +15,10 @@ import torch
 
 from fmnist import CLASS_NAMES, __version__, artifacts, degenerate, runs
 from fmnist.config import MODELS, Config
+from fmnist.contract.graphs import GRAPHS
 from fmnist.errors import ConfigError
 from fmnist.export import install
-from fmnist.export.graphs import ClassifierGraph, VAEEncoderGraph, export_graph
+from fmnist.export.graphs import example_input, export_graph, graph_module
 from fmnist.export.samplers import fit_samplers, save_samplers
 from fmnist.training import data as data_mod
 from fmnist.training import evaluate
@@ -41,28 +42,14 @@ def _versions() -> dict[str, str]:
 
 
 def write_graphs(modules: dict, check: torch.Tensor, folder: Path) -> dict[str, dict]:
-    """All five graphs, each checked against PyTorch on ``check`` (real test images)."""
-    ae, clf, vae = modules["ae"].model, modules["classifier"].model, modules["vae"].model
-    with torch.inference_mode():
-        latents, vae_latents = ae.encoder(check), vae.encode(check)[0]
-    specs = {  # name: (module, example input, input name, output names)
-        "encoder": (ae.encoder, check, "image", ["latent"]),
-        "decoder": (ae.decoder, latents, "latent", ["image"]),
-        "classifier": (ClassifierGraph(clf), check, "image", ["logits", "probabilities", "features"]),
-        "vae_encoder": (VAEEncoderGraph(vae), check, "image", ["mean", "logvar"]),
-        "vae_decoder": (vae.decoder, vae_latents, "latent", ["image"]),
-    }
+    """Every graph of the contract, each checked against PyTorch on ``check`` (real test images)."""
+    models = {name: m.model for name, m in modules.items()}
     graphs = {}
-    for name, (module, example, input_name, outputs) in specs.items():
-        file = artifacts.GRAPHS[name]
-        absolute, scaled = export_graph(module, example, folder / file, input_name, outputs)
-        graphs[name] = {
-            "file": file,
-            "inputs": [input_name],
-            "outputs": outputs,
-            "max_abs_diff_vs_torch": absolute,
-            "max_scaled_diff_vs_torch": scaled,
-        }
+    for graph in GRAPHS:
+        module, example = graph_module(graph, models), example_input(graph, models, check)
+        entry = graph.entry()
+        absolute, scaled = export_graph(module, example, folder / graph.file, entry["inputs"][0], entry["outputs"])
+        graphs[graph.name] = {**entry, "max_abs_diff_vs_torch": absolute, "max_scaled_diff_vs_torch": scaled}
     return graphs
 
 
@@ -110,9 +97,9 @@ def export_bundle(
     tmp = install.staging_dir(out)
     try:
         graphs = write_graphs(modules, check, tmp)
-        fitted = fit_samplers(
-            runs.encode(modules["ae"].model.encoder, splits.train.images), pca_components, kde_points, config.seed
-        )
+        latents = runs.encode(modules["ae"].model.encoder, splits.train.images)
+        labels = splits.train.labels.numpy()
+        fitted = fit_samplers(latents, pca_components, kde_points, config.seed, labels, tuple(CLASS_NAMES))
         samplers = save_samplers(fitted, tmp)
         ae, head, clf, vae = (runs.read_summary(run_dir, m) for m in MODELS)
         contents = {

@@ -1,4 +1,8 @@
-"""One checked function per graph: export to ONNX, full checker, compare with PyTorch."""
+"""One checked function per graph: export to ONNX, full checker, compare with PyTorch.
+
+Which graphs there are, the model each comes from and their tensors' names are declared in
+fmnist.contract.graphs; ``MODULES`` says which part of its trained model each graph is.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fmnist.contract.graphs import GRAPHS, IMAGE, Graph
 from fmnist.errors import FmnistError
 
 OPSET = 20
@@ -49,6 +54,31 @@ class VAEEncoderGraph(nn.Module):
 
     def forward(self, image):
         return self.vae.encode(image)
+
+
+MODULES = {  # graph name -> its nn.Module, from the trained model the declaration names as source
+    "encoder": lambda ae: ae.encoder,
+    "decoder": lambda ae: ae.decoder,
+    "classifier": ClassifierGraph,
+    "vae_encoder": VAEEncoderGraph,
+    "vae_decoder": lambda vae: vae.decoder,
+}
+
+
+def graph_module(graph: Graph, models: dict[str, nn.Module]) -> nn.Module:
+    """The module graph ``graph`` exports, from ``models`` (model name -> trained nn.Module)."""
+    return MODULES[graph.name](models[graph.source])
+
+
+def example_input(graph: Graph, models: dict[str, nn.Module], images: torch.Tensor) -> torch.Tensor:
+    """What ``graph`` is checked on: ``images`` for an image input; for a latent input, the latents
+    of ``images`` under the first output of the graph that encodes images for the same model."""
+    if graph.inputs[0] == IMAGE:
+        return images
+    encoder = next(g for g in GRAPHS if g.source == graph.source and g.inputs[0] == IMAGE)
+    with torch.inference_mode():
+        out = graph_module(encoder, models)(images)
+    return out[0] if isinstance(out, tuple) else out
 
 
 def export_graph(

@@ -1,5 +1,7 @@
 """Latent samplers fitted on the encoded training images: PCA, and Gaussian KDEs whose bandwidth
-is chosen by cross-validated grid search (as the seed did), in PCA space and on the full latent."""
+is chosen by cross-validated grid search (as the seed did), in PCA space, on the full latent, and
+on each class's latents alone (the class-conditional ``kde``). What ``samplers.npz`` holds is
+declared in fmnist.contract.samplers."""
 
 from __future__ import annotations
 
@@ -8,10 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
+from fmnist.errors import ConfigError
+
 # The grid is Scott's rule times these factors, so it follows the latents' scale (a fixed grid
 # leaves a small latent on its floor). Garments form clusters, and cross-validation picks about
 # half of Scott's rule, which assumes one Gaussian: the factors sit mostly below 1.
 BANDWIDTH_FACTORS = np.logspace(-1, np.log10(3), 20)
+FOLDS = 5
 
 
 @dataclass(frozen=True)
@@ -21,6 +26,16 @@ class Samplers:
     kde_latent: object  # sklearn.neighbors.KernelDensity on the full latent
     grids: dict[str, tuple[float, float]]  # KDE name -> the ends of its searched bandwidth grid
     notices: tuple[str, ...] = ()  # e.g. a best bandwidth at the grid's edge
+    by_class: ClassKDEs | None = None
+
+
+@dataclass(frozen=True)
+class ClassKDEs:
+    """One KDE per class, each on the same number of that class's latents."""
+
+    kdes: tuple  # sklearn.neighbors.KernelDensity, by label
+    grids: tuple[tuple[float, float], ...]
+    notices: tuple[str, ...] = ()
 
 
 def scott_bandwidth(points: np.ndarray) -> float:
@@ -51,15 +66,27 @@ def fit_kde(points: np.ndarray, seed: int, name: str = "KDE"):
     scott = scott_bandwidth(points)
     grid = scott * BANDWIDTH_FACTORS
     search = GridSearchCV(
-        KernelDensity(kernel="gaussian"), {"bandwidth": grid}, cv=KFold(5, shuffle=True, random_state=seed)
+        KernelDensity(kernel="gaussian"), {"bandwidth": grid}, cv=KFold(FOLDS, shuffle=True, random_state=seed)
     )
     kde = search.fit(points).best_estimator_
     return kde, grid, edge_notice(name, kde.bandwidth_, grid, scott)
 
 
-def fit_samplers(latents: np.ndarray, n_components: int, kde_points: int, seed: int) -> Samplers:
+def _ends(grid: np.ndarray) -> tuple[float, float]:
+    return float(grid[0]), float(grid[-1])
+
+
+def fit_samplers(
+    latents: np.ndarray,
+    n_components: int,
+    kde_points: int,
+    seed: int,
+    labels: np.ndarray | None = None,
+    class_names: tuple[str, ...] = (),
+) -> Samplers:
     """PCA on all latents; each KDE on a seeded subset of ``kde_points`` of them (it stores its
-    points, and the bundle ships them)."""
+    points, and the bundle ships them); with ``labels``, a KDE per class too, sharing out
+    ``kde_points`` among the classes."""
     from sklearn.decomposition import PCA
 
     latents = latents.astype(np.float64)
@@ -68,11 +95,49 @@ def fit_samplers(latents: np.ndarray, n_components: int, kde_points: int, seed: 
     subset = latents[rng.permutation(len(latents))[:kde_points]]
     kde_pca, pca_grid, pca_notice = fit_kde(pca.transform(subset), seed, "kde-pca")
     kde_latent, latent_grid, latent_notice = fit_kde(subset, seed, "kde")
-    grids = {
-        "kde_pca": (float(pca_grid[0]), float(pca_grid[-1])),
-        "kde_latent": (float(latent_grid[0]), float(latent_grid[-1])),
+    grids = {"kde_pca": _ends(pca_grid), "kde_latent": _ends(latent_grid)}
+    by_class = None if labels is None else fit_class_kdes(latents, labels, kde_points, seed, class_names)
+    notices = (*(n for n in (pca_notice, latent_notice) if n), *(by_class.notices if by_class else ()))
+    return Samplers(pca, kde_pca, kde_latent, grids, notices, by_class)
+
+
+def class_points(kde_points: int, labels: np.ndarray, classes: int) -> int:
+    """Points each class's KDE keeps: ``kde_points`` shared out, at most the rarest class's count."""
+    return int(max(1, min(kde_points // classes, np.bincount(labels, minlength=classes).min())))
+
+
+def fit_class_kdes(
+    latents: np.ndarray, labels: np.ndarray, kde_points: int, seed: int, class_names: tuple[str, ...]
+) -> ClassKDEs:
+    """A KDE per class on a seeded subset of that class's latents, its bandwidth chosen as the
+    full KDE's is (fit_kde); every class keeps the same number of points (class_points)."""
+    latents, labels = latents.astype(np.float64), np.asarray(labels)
+    m = class_points(kde_points, labels, len(class_names))
+    if m < FOLDS:  # the bandwidth's cross-validation needs a point per fold
+        raise ConfigError(f"{m} training latents per class, too few for a KDE per class: raise --kde-points")
+    rng = np.random.default_rng(seed)
+    fits = [
+        fit_kde(latents[rng.permutation(np.flatnonzero(labels == k))[:m]], seed, f"kde, class {name}")
+        for k, name in enumerate(class_names)
+    ]
+    return ClassKDEs(tuple(f[0] for f in fits), tuple(_ends(f[1]) for f in fits), tuple(f[2] for f in fits if f[2]))
+
+
+def class_arrays(c: ClassKDEs) -> dict[str, np.ndarray]:
+    """The per-class arrays of samplers.npz (fmnist.contract.samplers)."""
+    return {
+        "kde_class_points": np.stack([np.asarray(k.tree_.data) for k in c.kdes]),
+        "kde_class_bandwidth": np.array([k.bandwidth_ for k in c.kdes], np.float64),
     }
-    return Samplers(pca, kde_pca, kde_latent, grids, tuple(n for n in (pca_notice, latent_notice) if n))
+
+
+def class_summary(c: ClassKDEs) -> dict:
+    """What the manifest's ``samplers`` says of the per-class KDEs."""
+    return {
+        "kde_class_points": int(c.kdes[0].tree_.data.shape[0]),
+        "kde_class_bandwidth": [float(k.bandwidth_) for k in c.kdes],
+        "kde_class_bandwidth_grid": [list(g) for g in c.grids],
+    }
 
 
 def save_samplers(s: Samplers, folder: Path) -> dict:
@@ -89,6 +154,7 @@ def save_samplers(s: Samplers, folder: Path) -> dict:
         kde_pca_bandwidth=np.float64(s.kde_pca.bandwidth_),
         kde_latent_points=np.asarray(s.kde_latent.tree_.data),
         kde_latent_bandwidth=np.float64(s.kde_latent.bandwidth_),
+        **(class_arrays(s.by_class) if s.by_class else {}),
     )
     return {
         "pca_components": int(s.pca.n_components_),
@@ -98,4 +164,5 @@ def save_samplers(s: Samplers, folder: Path) -> dict:
         "kde_latent_bandwidth": float(s.kde_latent.bandwidth_),
         "kde_pca_bandwidth_grid": list(s.grids["kde_pca"]),
         "kde_latent_bandwidth_grid": list(s.grids["kde_latent"]),
+        **(class_summary(s.by_class) if s.by_class else {}),
     }

@@ -64,7 +64,7 @@ SERVER_THREADS = 1
 
 def load_bundle(bundle_dir: str | Path | None, provider: str) -> Bundle:
     """The bundle as the server runs it: verified now, one onnxruntime thread per call."""
-    return Bundle(bundle_dir, provider, threads=SERVER_THREADS)
+    return Bundle(bundle_dir, provider, threads=SERVER_THREADS, lazy=False)
 
 
 def create_app(model_or_bundle_dir: Any = None, settings: Settings | None = None) -> FastAPI:
