@@ -124,13 +124,16 @@ def read_file(folder: Path, name: str, cap: int) -> bytes:
         fd = os.open(real, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as e:
         raise BundleError(f"bundle file {path} cannot be opened ({e.strerror})") from None
-    with os.fdopen(fd, "rb") as f:
+    try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise BundleError(f"bundle file {path} is not a regular file: the bundle is damaged")
         if info.st_size > cap:
             raise BundleError(f"bundle file {path} is {info.st_size:,} bytes, over its {cap:,}: the bundle is damaged")
-        data = f.read(cap + 1)
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(cap + 1)
+    finally:
+        os.close(fd)
     if len(data) > cap:
         raise BundleError(f"bundle file {path} grew past {cap:,} bytes while read")
     return data

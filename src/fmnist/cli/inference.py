@@ -20,11 +20,6 @@ from fmnist.errors import FmnistError, InputError, print_error, report_error
 
 COMMANDS = ("generate", "classify", "reconstruct", "encode", "evaluate")
 DEFAULT_SCALE, MAX_SCALE = 4, 16  # 4: a 28-pixel image shows at 112 px, a size a person can look at
-SAMPLER_HELP = (
-    "kde (default): KDE on the full AE latent, which keeps the correlations between latent dimensions "
-    "and so decodes to the most garment-like images; kde-pca: the seed's KDE in 2-D PCA space, then "
-    "inverse PCA (blurrier); vae: z ~ N(0, I) through the VAE decoder."
-)
 
 
 def _bundle(artifacts: Path | None, provider: str):
@@ -292,6 +287,7 @@ def _json_flag(p: argparse.ArgumentParser, help: str) -> None:
 
 def build_parser(name: str) -> argparse.ArgumentParser:
     """The parser of inference command ``name`` (one of COMMANDS)."""
+    from fmnist.contract import samplers
     from fmnist.runtime.sampling import MAX_GENERATE
 
     parsers = {}
@@ -304,7 +300,7 @@ def build_parser(name: str) -> argparse.ArgumentParser:
 
     p = command(generate, images=False)
     p.add_argument("--n", type=int, default=16, help=f"how many images, 1 to {MAX_GENERATE:,} (default: 16)")
-    p.add_argument("--sampler", default="kde", help=SAMPLER_HELP)
+    p.add_argument("--sampler", default=samplers.DEFAULT, help=samplers.help_text())
     p.add_argument("--seed", type=int, default=0, help="same seed, same images (default: 0)")
     p.add_argument(
         "--out",
