@@ -55,7 +55,16 @@ def _finish(errors: list[str]) -> int:
     return 1 if errors else 0
 
 
-def generate(n: int, sampler: str, seed: int, out: Path, scale: int, artifacts: Path | None, provider: str) -> int:
+def generate(
+    n: int,
+    sampler: str,
+    seed: int,
+    out: Path,
+    scale: int,
+    artifacts: Path | None,
+    provider: str,
+    label: str | None = None,
+) -> int:
     """Generate new garments from the bundle's latent samplers."""
     import numpy as np
 
@@ -70,7 +79,11 @@ def generate(n: int, sampler: str, seed: int, out: Path, scale: int, artifacts: 
         check_folder(out)
     else:
         check_file(out, (".png", ".npy"))
-    images = _bundle(artifacts, provider).generate(n, sampler, seed)
+    from fmnist.contract import parse_class
+
+    model = _bundle(artifacts, provider)
+    label = None if label is None else parse_class(label, model.class_names)
+    images = model.generate(n, sampler, seed, label)
     if out.suffix.lower() == ".png":
         out.write_bytes(to_png(images, scale=scale))
     elif out.suffix.lower() == ".npy":
@@ -79,7 +92,8 @@ def generate(n: int, sampler: str, seed: int, out: Path, scale: int, artifacts: 
         out.mkdir(parents=True, exist_ok=True)
         for i, img in enumerate(to_uint8(images)):
             (out / f"sample-{i:05d}.png").write_bytes(png_bytes(upscale(img, scale)))
-    print(f"wrote {n} {sampler} sample{'' if n == 1 else 's'} to {out}")
+    of = "" if label is None else f" of {model.class_names[label]}"
+    print(f"wrote {n} {sampler} sample{'' if n == 1 else 's'}{of} to {out}")
     return 0
 
 
@@ -302,6 +316,13 @@ def build_parser(name: str) -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=16, help=f"how many images, 1 to {MAX_GENERATE:,} (default: 16)")
     p.add_argument("--sampler", default=samplers.DEFAULT, help=samplers.help_text())
     p.add_argument("--seed", type=int, default=0, help="same seed, same images (default: 0)")
+    p.add_argument(
+        "--class",
+        dest="label",
+        metavar="CLASS",
+        help="only this class: a label number (0-9) or a class name in any case, e.g. Sneaker "
+        "(kde sampler; bundles exported since format 2) (default: any class)",
+    )
     p.add_argument(
         "--out",
         type=Path,

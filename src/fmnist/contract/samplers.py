@@ -21,7 +21,7 @@ CLASSES = "k"
 NPZ = "samplers.npz"
 # the first bundle format whose samplers.npz holds the per-class arrays
 CLASS_FORMAT = 2
-CLASS_EXPORT = "re-export it with `fmnist export`, or add them with `fmnist export --refit-samplers BUNDLE_DIR`"
+CLASS_EXPORT = "re-export it with `fmnist export`, or add them with `python -m fmnist.export.refit BUNDLE_DIR`"
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from fmnist import CLASS_NAMES, __version__, artifacts, degenerate, runs
@@ -51,6 +52,14 @@ def write_graphs(modules: dict, check: torch.Tensor, folder: Path) -> dict[str, 
         absolute, scaled = export_graph(module, example, folder / graph.file, entry["inputs"][0], entry["outputs"])
         graphs[graph.name] = {**entry, "max_abs_diff_vs_torch": absolute, "max_scaled_diff_vs_torch": scaled}
     return graphs
+
+
+def decoded_classes(modules: dict, latents: np.ndarray, batch: int = 2000) -> np.ndarray:
+    """The classifier's class for the AE's decoding of each latent (N,), for the per-class KDEs."""
+    decoder, classifier = modules["ae"].model.decoder.eval(), modules["classifier"].model.eval()
+    z = torch.from_numpy(latents).float()
+    with torch.inference_mode():
+        return torch.cat([classifier(decoder(z[i : i + batch])).argmax(1) for i in range(0, len(z), batch)]).numpy()
 
 
 def evaluate_written(folder: Path, test: data_mod.Split, train: data_mod.Split, seed: int) -> dict:
@@ -98,8 +107,8 @@ def export_bundle(
     try:
         graphs = write_graphs(modules, check, tmp)
         latents = runs.encode(modules["ae"].model.encoder, splits.train.images)
-        labels = splits.train.labels.numpy()
-        fitted = fit_samplers(latents, pca_components, kde_points, config.seed, labels, tuple(CLASS_NAMES))
+        labels, decoded = splits.train.labels.numpy(), decoded_classes(modules, latents)
+        fitted = fit_samplers(latents, pca_components, kde_points, config.seed, labels, tuple(CLASS_NAMES), decoded)
         samplers = save_samplers(fitted, tmp)
         ae, head, clf, vae = (runs.read_summary(run_dir, m) for m in MODELS)
         contents = {

@@ -42,8 +42,10 @@ def fit_from_bundle(folder: Path, data_dir: Path, download: bool = False) -> Cla
     val_fraction, seed, limit = split_settings(bundle.manifest)
     splits = data_mod.load_splits(data_dir, val_fraction=val_fraction, seed=seed, limit=limit, download=download)
     latents = bundle.encode(data_mod.to_float(splits.train.images).squeeze(1).numpy())
+    decoded = bundle.classify(bundle.decode(latents)).argmax(1)
     kde_points = int(bundle.manifest.get("samplers", {}).get("kde_points", len(latents)))
-    return fit_class_kdes(latents, splits.train.labels.numpy(), kde_points, seed, tuple(bundle.class_names))
+    labels = splits.train.labels.numpy()
+    return fit_class_kdes(latents, labels, kde_points, seed, tuple(bundle.class_names), decoded)
 
 
 def rewrite(folder: Path, fitted: ClassKDEs, command: str) -> dict:

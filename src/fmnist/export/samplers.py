@@ -83,10 +83,10 @@ def fit_samplers(
     seed: int,
     labels: np.ndarray | None = None,
     class_names: tuple[str, ...] = (),
+    decoded: np.ndarray | None = None,
 ) -> Samplers:
     """PCA on all latents; each KDE on a seeded subset of ``kde_points`` of them (it stores its
-    points, and the bundle ships them); with ``labels``, a KDE per class too, sharing out
-    ``kde_points`` among the classes."""
+    points, and the bundle ships them); with ``labels``, a KDE per class too (fit_class_kdes)."""
     from sklearn.decomposition import PCA
 
     latents = latents.astype(np.float64)
@@ -96,25 +96,40 @@ def fit_samplers(
     kde_pca, pca_grid, pca_notice = fit_kde(pca.transform(subset), seed, "kde-pca")
     kde_latent, latent_grid, latent_notice = fit_kde(subset, seed, "kde")
     grids = {"kde_pca": _ends(pca_grid), "kde_latent": _ends(latent_grid)}
-    by_class = None if labels is None else fit_class_kdes(latents, labels, kde_points, seed, class_names)
+    by_class = None
+    if labels is not None:
+        by_class = fit_class_kdes(latents, labels, kde_points, seed, class_names, decoded)
     notices = (*(n for n in (pca_notice, latent_notice) if n), *(by_class.notices if by_class else ()))
     return Samplers(pca, kde_pca, kde_latent, grids, notices, by_class)
 
 
 def class_points(kde_points: int, labels: np.ndarray, classes: int) -> int:
-    """Points each class's KDE keeps: ``kde_points`` shared out, at most the rarest class's count."""
-    return int(max(1, min(kde_points // classes, np.bincount(labels, minlength=classes).min())))
+    """Points each class's KDE keeps: ``kde_points``, or the rarest class's count when lower."""
+    return int(min(kde_points, np.bincount(labels, minlength=classes).min()))
 
 
 def fit_class_kdes(
-    latents: np.ndarray, labels: np.ndarray, kde_points: int, seed: int, class_names: tuple[str, ...]
+    latents: np.ndarray,
+    labels: np.ndarray,
+    kde_points: int,
+    seed: int,
+    class_names: tuple[str, ...],
+    decoded: np.ndarray | None = None,
 ) -> ClassKDEs:
     """A KDE per class on a seeded subset of that class's latents, its bandwidth chosen as the
-    full KDE's is (fit_kde); every class keeps the same number of points (class_points)."""
+    full KDE's is (fit_kde); every class keeps the same number of points (class_points).
+
+    ``decoded``, the bundle's classifier's class for the decoding of each latent, keeps only the
+    latents the decoder turns back into their own class: a coat whose latent decodes to a shirt
+    would make the coat KDE draw shirts, and the bandwidth spreads them further.
+    """
     latents, labels = latents.astype(np.float64), np.asarray(labels)
+    if decoded is not None:
+        keep = np.asarray(decoded) == labels
+        latents, labels = latents[keep], labels[keep]
     m = class_points(kde_points, labels, len(class_names))
     if m < FOLDS:  # the bandwidth's cross-validation needs a point per fold
-        raise ConfigError(f"{m} training latents per class, too few for a KDE per class: raise --kde-points")
+        raise ConfigError(f"{m} training latents in a class, too few for a KDE per class: train on more images")
     rng = np.random.default_rng(seed)
     fits = [
         fit_kde(latents[rng.permutation(np.flatnonzero(labels == k))[:m]], seed, f"kde, class {name}")

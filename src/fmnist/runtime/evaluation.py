@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from fmnist.contract.samplers import SAMPLERS as SAMPLERS_DECLARED
 from fmnist.errors import DataError
 from fmnist.runtime.bundle import Bundle
 from fmnist.runtime.images import load_image
 from fmnist.runtime.photos import photo_set
-from fmnist.runtime.reference import reference_features
+from fmnist.runtime.reference import reference_classes, reference_features
 from fmnist.runtime.sampling import SAMPLERS
 
 PHOTOS = 2000  # test images turned into product photos for the photo-set accuracy
@@ -78,6 +79,36 @@ def sampler_quality(bundle: Bundle, real_features: np.ndarray, sampler: str, n: 
         "mean_top_probability": float(probabilities.max(1).mean()),
         "class_spread": {name: float(c) for name, c in zip(bundle.class_names, counts, strict=True)},
     }
+
+
+CLASS_SAMPLES = 1000  # samples drawn per class for the class-conditional figures
+
+
+def class_conditional_quality(
+    bundle: Bundle, images: np.ndarray, labels: np.ndarray, n: int = CLASS_SAMPLES, seed: int = 0
+) -> dict | None:
+    """Per class, ``n`` samples of the class-conditional sampler judged by the reference network:
+    the share it assigns to the class, beside the share for the bundle's reconstructions of the
+    class's test images (the decoder's ceiling), and the samples' Frechet distance to those test
+    images. None for a bundle without per-class samplers (format 1)."""
+    sampler = next((s.name for s in SAMPLERS_DECLARED if s.draw_class is not None), None)
+    if sampler is None or not bundle.has_classes(sampler):
+        return None
+    classes = {}
+    for k, name in enumerate(bundle.class_names):
+        real = images[labels == k]
+        if not len(real):
+            continue
+        samples = bundle.generate(n, sampler, seed, label=k)
+        share = float((reference_classes(samples) == k).mean())
+        recon_share = float((reference_classes(bundle.reconstruct(real)) == k).mean())
+        classes[name] = {
+            "sample_share": share,
+            "reconstruction_share": recon_share,
+            "share_ratio": share / recon_share if recon_share else None,
+            "frechet_distance": frechet_distance(reference_features(real), reference_features(samples)),
+        }
+    return {"sampler": sampler, "samples_per_class": n, "classes": classes}
 
 
 def photo_accuracy(bundle: Bundle, images: np.ndarray, labels: np.ndarray, seed: int = 0) -> float:

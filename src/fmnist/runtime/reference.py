@@ -17,6 +17,16 @@ BATCH = 1000
 
 def reference_features(images: np.ndarray, graph: Path = REFERENCE_GRAPH) -> np.ndarray:
     """float (N, 28, 28) in [0, 1] -> (N, FEATURES) float64 features of the reference network."""
+    return reference_output(images, "features", graph)
+
+
+def reference_classes(images: np.ndarray, graph: Path = REFERENCE_GRAPH) -> np.ndarray:
+    """float (N, 28, 28) in [0, 1] -> (N,) the reference network's class for each image."""
+    return reference_output(images, "logits", graph).argmax(1)
+
+
+def reference_output(images: np.ndarray, output: str, graph: Path = REFERENCE_GRAPH) -> np.ndarray:
+    """The reference network's output ``output`` ("features" or "logits") as float64."""
     import onnxruntime as ort
 
     from fmnist.errors import BundleError
@@ -26,5 +36,5 @@ def reference_features(images: np.ndarray, graph: Path = REFERENCE_GRAPH) -> np.
         raise BundleError(f"{graph} not found: reinstall fmnist (the reference network ships with it)")
     session = ort.InferenceSession(str(graph), session_options(), providers=["CPUExecutionProvider"])
     x = np.ascontiguousarray(images, dtype=np.float32).reshape(-1, 1, 28, 28)
-    parts = [session.run(["features"], {"image": x[i : i + BATCH]})[0] for i in range(0, len(x), BATCH)]
+    parts = [session.run([output], {"image": x[i : i + BATCH]})[0] for i in range(0, len(x), BATCH)]
     return np.concatenate(parts).astype(np.float64)

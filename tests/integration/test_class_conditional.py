@@ -1,0 +1,103 @@
+"""Class-conditional generation: ``Bundle.generate(..., label=k)`` draws the class's own KDE,
+``fmnist generate --class`` takes a label number or a name in any case, and format-1 bundles
+(no per-class samplers) still load and serve everything else, refusing ``--class`` in one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fmnist.contract.samplers import kde_sample
+from fmnist.errors import InputError
+from fmnist.runtime.bundle import Bundle
+from tests import toybundle as toy
+
+SEED_BUNDLE = Path(__file__).resolve().parents[2] / "benchmarks" / "bundles" / "seed"
+
+
+@pytest.fixture(scope="module")
+def format1(tmp_path_factory) -> Path:
+    return toy.build_toy_bundle(tmp_path_factory.mktemp("format1") / "bundle", format_version=1)
+
+
+def test_a_class_draws_from_that_class_kde_alone(toy_bundle):
+    model = Bundle(toy_bundle, "cpu")
+    for k in (0, 3, 9):
+        z = model.sample_latents(50, "kde", seed=2, label=k)
+        want = kde_sample(toy.SAMPLERS["kde_class_points"][k], 0.01, 50, 2)
+        assert np.array_equal(z, want) and np.abs(z[:, 0] - k / 10).max() < 0.05
+        assert np.allclose(model.generate(50, "kde", seed=2, label=k), toy.toy_decode(want), atol=1e-6)
+    assert not np.array_equal(model.sample_latents(5, "kde", 0, label=1), model.sample_latents(5, "kde", 0, label=2))
+
+
+@pytest.mark.parametrize(
+    ("sampler", "label", "words"),
+    [
+        ("vae", 1, "sampler vae cannot draw one class: use kde"),
+        ("kde", 10, "from 0 to 9, not 10"),
+        ("kde", -1, "not -1"),
+    ],
+)
+def test_a_class_the_sampler_cannot_draw_is_an_input_error(toy_bundle, sampler, label, words):
+    with pytest.raises(InputError, match=words):
+        Bundle(toy_bundle, "cpu").generate(3, sampler, label=label)
+
+
+def test_a_format_1_bundle_serves_everything_but_a_class(format1):
+    model = Bundle(format1, "cpu", lazy=False)
+    assert model.format_version == 1 and not model.has_classes()
+    for sampler in ("kde", "kde-pca", "vae"):
+        assert model.generate(2, sampler).shape == (2, 28, 28)
+    with pytest.raises(InputError) as caught:
+        model.generate(2, "kde", label=7)
+    assert "(format 1) has no per-class samplers" in str(caught.value)
+    assert "python -m fmnist.export.refit BUNDLE_DIR" in str(caught.value)
+
+
+def test_the_seed_bundle_stays_format_1_and_loads(tmp_path):
+    model = Bundle(SEED_BUNDLE, "cpu", lazy=False)
+    assert model.format_version == 1
+    assert model.generate(2).shape == (2, 28, 28) and model.classify(np.zeros((1, 28, 28))).shape == (1, 10)
+
+
+@pytest.mark.parametrize("given", ["Sneaker", "sneaker", "SNEAKER", "7"])
+def test_generate_class_takes_a_number_or_a_name_in_any_case(toy_bundle, tmp_path, capsys, given):
+    from fmnist.cli.inference import run
+
+    out = tmp_path / "s.npy"
+    assert run(["generate", "--n", "4", "--class", given, "--out", str(out), "--artifacts", str(toy_bundle)]) == 0
+    assert capsys.readouterr().out == f"wrote 4 kde samples of Sneaker to {out}\n"
+    want = toy.toy_decode(kde_sample(toy.SAMPLERS["kde_class_points"][7], 0.01, 4, 0))
+    assert np.allclose(np.load(out), want, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--class", "Sneakers"], "unknown class 'Sneakers': give a label number or a class name (0 T-shirt/top, "),
+        (["--class", "7", "--sampler", "vae"], "sampler vae cannot draw one class: use kde for a class"),
+    ],
+)
+def test_generate_class_refuses_in_one_line(toy_bundle, tmp_path, capsys, args, words):
+    from fmnist.cli.inference import run
+
+    out = tmp_path / "s.png"
+    assert run(["generate", *args, "--out", str(out), "--artifacts", str(toy_bundle)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fmnist: error: {words}") and len(err.splitlines()) == 1 and not out.exists()
+
+
+def test_generate_class_on_a_format_1_bundle_names_the_export_that_adds_it(format1, tmp_path, capsys):
+    from fmnist.cli.inference import run
+
+    out = tmp_path / "s.png"
+    assert run(["generate", "--class", "Sneaker", "--out", str(out), "--artifacts", str(format1)]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"fmnist: error: bundle {format1} (format 1) has no per-class samplers: re-export it with `fmnist export`, "
+        "or add them with `python -m fmnist.export.refit BUNDLE_DIR`\n"
+    )
+    assert not out.exists()
+    assert run(["generate", "--out", str(out), "--artifacts", str(format1)]) == 0  # the rest still works
