@@ -101,3 +101,18 @@ def test_generate_class_on_a_format_1_bundle_names_the_export_that_adds_it(forma
     )
     assert not out.exists()
     assert run(["generate", "--out", str(out), "--artifacts", str(format1)]) == 0  # the rest still works
+
+
+def test_evaluate_figures_per_class_beside_the_reconstructions(toy_bundle, format1):
+    from fmnist.runtime.evaluation import class_conditional_quality
+
+    rng = np.random.default_rng(0)
+    images, labels = rng.random((40, 28, 28)).astype(np.float32), np.repeat(np.arange(10), 4)
+    figures = class_conditional_quality(Bundle(toy_bundle, "cpu"), images, labels, n=20)
+    assert figures["sampler"] == "kde" and figures["samples_per_class"] == 20
+    assert list(figures["classes"]) == list(toy.CLASS_NAMES)
+    for c in figures["classes"].values():
+        assert 0 <= c["sample_share"] <= 1 and 0 <= c["reconstruction_share"] <= 1 and c["frechet_distance"] >= 0
+        if c["reconstruction_share"]:
+            assert c["share_ratio"] == pytest.approx(c["sample_share"] / c["reconstruction_share"])
+    assert class_conditional_quality(Bundle(format1, "cpu"), images, labels, n=20) is None

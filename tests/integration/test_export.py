@@ -171,3 +171,45 @@ def test_export_uses_the_runs_data_folder_links_out_to_a_version_and_names_degen
     assert out.is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == sorted(["artifacts", os.readlink(out)])
     manifest = artifacts.load_manifest(out)
     assert manifest["provenance"]["data_dir"] == json.loads((tiny_run / "run.json").read_text())["data_dir"]
+
+
+def test_each_class_kde_holds_latents_of_its_class(tiny_bundle, tiny_run, data_dir):
+    from fmnist import runs
+    from fmnist.export.refit import split_settings
+    from fmnist.training.data import load_splits
+
+    manifest = artifacts.load_manifest(tiny_bundle)
+    arrays = np.load(tiny_bundle / artifacts.SAMPLERS_NPZ, allow_pickle=False)
+    points = arrays["kde_class_points"]
+    assert manifest["format_version"] == 2 and points.shape[0] == 10 and 5 <= points.shape[1] <= 400
+    assert manifest["samplers"]["kde_class_points"] == points.shape[1]
+    assert manifest["samplers"]["kde_class_bandwidth"] == arrays["kde_class_bandwidth"].tolist()
+    val_fraction, seed, limit = split_settings(manifest)
+    splits = load_splits(data_dir, val_fraction=val_fraction, seed=seed, limit=limit, download=False)
+    ae = load_module("ae", str(tiny_run / "ae" / "best.ckpt")).model.eval()
+    latents, labels = runs.encode(ae.encoder, splits.train.images), splits.train.labels.numpy()
+    for k in range(10):
+        rows = {tuple(z) for z in latents[labels == k]}
+        assert all(tuple(p) in rows for p in points[k])
+
+
+def test_refit_adds_class_kdes_to_a_format_1_bundle_leaving_the_graphs_byte_identical(bundle_copy, capsys):
+    from fmnist.export.refit import main
+    from fmnist.runtime.bundle import Bundle
+
+    with np.load(bundle_copy / artifacts.SAMPLERS_NPZ) as f:
+        old = {k: f[k] for k in f.files if not k.startswith("kde_class")}
+    np.savez(bundle_copy / artifacts.SAMPLERS_NPZ, **old)
+    manifest = json.loads((bundle_copy / artifacts.MANIFEST).read_text())
+    artifacts.write_manifest(bundle_copy, manifest, format_version=1)  # as bundles before the per-class KDEs
+    graphs = {f: (bundle_copy / f).read_bytes() for f in artifacts.GRAPHS.values()}
+    assert Bundle(bundle_copy, "cpu").format_version == 1
+
+    assert main([str(bundle_copy)]) == 0
+    assert "added a KDE per class" in capsys.readouterr().out
+    model = Bundle(bundle_copy, "cpu", lazy=False)
+    assert model.format_version == 2 and model.generate(3, label=7).shape == (3, 28, 28)
+    assert {f: (bundle_copy / f).read_bytes() for f in artifacts.GRAPHS.values()} == graphs
+    new = model.sampler_arrays()
+    assert all(np.array_equal(new[k], v) for k, v in old.items())
+    assert sorted(p.name for p in bundle_copy.parent.iterdir()) == ["bundle"]  # no staging folder left

@@ -134,6 +134,25 @@ def load_samplers(
     return Samplers(s.pca, s.kde_pca, s.kde_latent, source=f"refitted here: {reason}")
 
 
+CLASS_ROW = 10  # samples per class in the per-class figure
+
+
+def class_rows(report: Report, bundle: Path, source: str, decoder, seed: int) -> None:
+    """One row of class-conditional kde samples per class: the bundle's per-class KDEs (when it was
+    exported from this run and has them), decoded by this run's AE decoder."""
+    from fmnist.runtime.bundle import Bundle
+
+    model = Bundle(bundle, "cpu") if source.startswith("bundle") else None
+    if model is None or not model.has_classes():
+        report.notices.append("per-class samples skipped: they need this run's bundle, exported at format 2")
+        return
+    rows = [decode(decoder, model.sample_latents(CLASS_ROW, "kde", seed, label=k)) for k in range(len(CLASS_NAMES))]
+    caption = "kde with a class: the KDE of each class's training latents -> AE decoder, one row per class"
+    columns = [str(i + 1) for i in range(CLASS_ROW)]
+    path = figures.image_rows(rows, list(CLASS_NAMES), columns, caption, report.out / "samples_kde_by_class.png")
+    report.add(path, "Generated images", caption + ".")
+
+
 @torch.inference_mode()
 def decode(decoder, z: np.ndarray) -> np.ndarray:
     """(N, d) latents -> (N, 28, 28) images in [0, 1]."""
@@ -409,6 +428,7 @@ def make_report(
     for name, (images, caption) in generated.items():
         path = figures.sample_grid(images, caption, out / f"samples_{name.replace('_', '-')}.png")
         report.add(path, "Generated images", caption + ".")
+    class_rows(report, bundle, samplers.source, ae.decoder, seed)
 
     a, b = (picks[k] for k in INTERPOLATION_CLASSES)
     pair = test.images[[a, b]]

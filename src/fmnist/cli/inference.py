@@ -174,7 +174,7 @@ def evaluate(data_dir: Path | None, as_json: bool, seed: int, artifacts: Path | 
     VAE ELBO, and sample quality in the fixed reference network's features."""
     from fmnist import degenerate
     from fmnist.config import default_data_dir
-    from fmnist.runtime.evaluation import evaluate_bundle, load_split
+    from fmnist.runtime.evaluation import class_conditional_quality, evaluate_bundle, load_split
     from fmnist.runtime.sessions import notice
 
     model = _bundle(artifacts, provider)
@@ -183,6 +183,7 @@ def evaluate(data_dir: Path | None, as_json: bool, seed: int, artifacts: Path | 
     images, labels = load_split(root, "t10k")
     train_images, _ = load_split(root, "train")
     result = evaluate_bundle(model, images, labels, train_images, seed)
+    result["class_conditional"] = class_conditional_quality(model, images, labels, seed=seed)
     for line in degenerate.notices(
         accuracy=result["classifier_accuracy"],
         reconstruction_mse=result["reconstruction_mse"],
@@ -215,6 +216,7 @@ def evaluate(data_dir: Path | None, as_json: bool, seed: int, artifacts: Path | 
             f"  {name:8s} Frechet {s['frechet_distance']:.2f}, mean top-class p "
             f"{s['mean_top_probability']:.3f}; classes: {spread}"
         )
+    _print_class_conditional(result["class_conditional"])
     return 0
     print(f"bundle {model.folder} on {result['test_images']} test images")
     print(f"  reconstruction MSE   {result['reconstruction_mse']:.5f}")
@@ -230,6 +232,23 @@ def evaluate(data_dir: Path | None, as_json: bool, seed: int, artifacts: Path | 
             f"{s['mean_top_probability']:.3f}; classes: {spread}"
         )
     return 0
+
+
+def _print_class_conditional(figures: dict | None) -> None:
+    if figures is None:
+        print("  per-class samples    none: a format-1 bundle (python -m fmnist.export.refit adds them)")
+        return
+    print(
+        f"  per-class {figures['sampler']} samples ({figures['samples_per_class']:,} per class): the share the "
+        "reference network assigns to the class, of samples / of reconstructions of its test images; "
+        "Frechet to its test images"
+    )
+    for name, c in figures["classes"].items():
+        ratio = "-" if c["share_ratio"] is None else f"{c['share_ratio']:.2f}"
+        print(
+            f"    {name:12s} {c['sample_share']:.3f} / {c['reconstruction_share']:.3f} (ratio {ratio}), "
+            f"Frechet {c['frechet_distance']:.2f}"
+        )
 
 
 # --------------------------------------------------------------------------- parsing

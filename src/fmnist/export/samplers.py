@@ -103,9 +103,12 @@ def fit_samplers(
     return Samplers(pca, kde_pca, kde_latent, grids, notices, by_class)
 
 
-def class_points(kde_points: int, labels: np.ndarray, classes: int) -> int:
-    """Points each class's KDE keeps: ``kde_points``, or the rarest class's count when lower."""
-    return int(min(kde_points, np.bincount(labels, minlength=classes).min()))
+def class_pool(labels: np.ndarray, k: int, decoded: np.ndarray | None) -> np.ndarray:
+    """Indices of class ``k``'s latents that decode to ``k`` (all of them when ``decoded`` is None,
+    or when too few do for a cross-validated bandwidth, as with a barely trained model)."""
+    members = np.flatnonzero(labels == k)
+    kept = members if decoded is None else members[np.asarray(decoded)[members] == k]
+    return kept if len(kept) >= FOLDS else members
 
 
 def fit_class_kdes(
@@ -117,23 +120,22 @@ def fit_class_kdes(
     decoded: np.ndarray | None = None,
 ) -> ClassKDEs:
     """A KDE per class on a seeded subset of that class's latents, its bandwidth chosen as the
-    full KDE's is (fit_kde); every class keeps the same number of points (class_points).
+    full KDE's is (fit_kde); every class keeps the same number of points: ``kde_points``, or the
+    smallest class pool's size (class_pool).
 
     ``decoded``, the bundle's classifier's class for the decoding of each latent, keeps only the
     latents the decoder turns back into their own class: a coat whose latent decodes to a shirt
     would make the coat KDE draw shirts, and the bandwidth spreads them further.
     """
     latents, labels = latents.astype(np.float64), np.asarray(labels)
-    if decoded is not None:
-        keep = np.asarray(decoded) == labels
-        latents, labels = latents[keep], labels[keep]
-    m = class_points(kde_points, labels, len(class_names))
+    pools = [class_pool(labels, k, decoded) for k in range(len(class_names))]
+    m = min(kde_points, *(len(p) for p in pools))
     if m < FOLDS:  # the bandwidth's cross-validation needs a point per fold
         raise ConfigError(f"{m} training latents in a class, too few for a KDE per class: train on more images")
     rng = np.random.default_rng(seed)
     fits = [
-        fit_kde(latents[rng.permutation(np.flatnonzero(labels == k))[:m]], seed, f"kde, class {name}")
-        for k, name in enumerate(class_names)
+        fit_kde(latents[rng.permutation(pool)[:m]], seed, f"kde, class {name}")
+        for pool, name in zip(pools, class_names, strict=True)
     ]
     return ClassKDEs(tuple(f[0] for f in fits), tuple(_ends(f[1]) for f in fits), tuple(f[2] for f in fits if f[2]))
 
