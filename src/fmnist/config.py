@@ -14,18 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fmnist.contract.models import MODEL_SPECS
+from fmnist.contract.models import MODELS as MODEL_NAMES
 from fmnist.errors import ConfigError
 
 DATA_ENV_VAR = "FMNIST_DATA"
-# ae: the autoencoder; head: the seed's experiment, a small head on the frozen AE encoder;
-# classifier: the AE encoder and a head fine-tuned end to end on augmented images (the bundle's);
-# vae: the variational autoencoder, started from the AE's trunk and decoder
-MODELS = ("ae", "head", "classifier", "vae")
-DEFAULT_EPOCHS = {"ae": 20, "head": 30, "classifier": 40, "vae": 3}
-# (hidden width, hidden layers) of each classifier's head when not set. The frozen encoder's head
-# sees only the 8-number latent, where a second hidden layer separates the classes better; the
-# fine-tuned classifier keeps the seed's one layer. Configs saved before head_depth existed had one.
-HEAD_SHAPES = {"head": (256, 2), "classifier": (126, 1)}
+MODELS = MODEL_NAMES  # every model, in training order (declared in fmnist.contract.models)
+DEFAULT_EPOCHS = {spec.name: spec.default_epochs for spec in MODEL_SPECS}
+# (hidden width, hidden layers) of each classifier's head when not set; a model without a head of
+# its own takes the fine-tuned classifier's. Configs saved before head_depth existed had one layer.
+HEAD_SHAPES = {spec.name: spec.head_shape for spec in MODEL_SPECS if spec.head_shape is not None}
 
 
 def default_data_dir(recorded: Path | None = None) -> Path:

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from fmnist.config import MODELS, Config, default_data_dir
+from fmnist.contract.models import EXPORTED
 from fmnist.errors import ConfigError
 
-BUNDLED_MODELS = ("ae", "classifier", "vae")  # what a bundle holds graphs of; the head is the study's alone
+BUNDLED_MODELS = EXPORTED  # what a bundle holds graphs of; the head is the study's alone
 RUNS_ROOT = Path("runs")
 CONFIG_FILE = "config.json"
 RECORD_FILE = "run.json"
@@ -204,9 +205,12 @@ def best_checkpoints(run: Path, models: tuple[str, ...] = BUNDLED_MODELS, needed
     if not run.is_dir():
         raise ConfigError(f"run folder {run} does not exist (pass --run-dir a folder written by `fmnist train`)")
     paths = {m: checkpoint(run, m) for m in models}
-    for path in paths.values():
-        if not path.is_file():
-            raise ConfigError(f"{path} not found: {needed_by} needs a run with all three models (fmnist train)")
+    missing = [m for m, path in paths.items() if not path.is_file()]
+    if missing:
+        raise ConfigError(
+            f"{paths[missing[0]]} not found: {needed_by} needs a run with the {', '.join(models)} models; "
+            f"this one lacks the {', '.join(missing)} (fmnist train --model {missing[0]} --run-dir {run})"
+        )
     for model, path in paths.items():
         check_readable(path, checkpoint(run, model, LAST), "train that model again (fmnist train --model ...)")
     return paths

@@ -18,9 +18,9 @@ import torch
 
 from fmnist import runs
 from fmnist.config import ENCODER_SHAPE, MODELS, Config
+from fmnist.contract import models as contract_models
 from fmnist.errors import ConfigError, DataError, Interrupted
 from fmnist.training import data as data_mod
-from fmnist.training import evaluate, figures, models
 from fmnist.training.callbacks import EpochSeed, MetricsCSV, ModelProgressBar
 from fmnist.training.checkpoint_io import AtomicCheckpointIO
 from fmnist.training.modules import MODULES, load_module
@@ -134,46 +134,31 @@ def make_trainer(
     )
 
 
-def test_metrics(model_name: str, module, splits: data_mod.Splits, folder: Path, label: str = "") -> dict:
-    """Final metrics on the official test set, plus each model's figures in its folder; with a
-    ``label``, a progress bar over the VAE's batches (its log p(x) takes minutes on a CPU)."""
-    model = module.model
-    if model_name == "ae":
-        return {"test_" + k: v for k, v in evaluate.ae_metrics(model, splits.test).items()}
-    if model_name in ("head", "classifier"):
-        m = evaluate.classifier_metrics(model, splits.test)
-        figures.save_confusion(m["confusion"], folder)
-        return {"test_accuracy": m["accuracy"], "test_per_class_accuracy": m["per_class_accuracy"]}
+def test_metrics(module, splits: data_mod.Splits, folder: Path, label: str = "") -> dict:
+    """Final metrics on the official test set, plus the model's figures in its folder; with a
+    ``label``, a progress bar over the batches (the VAE's log p(x) takes minutes on a CPU)."""
     progress = None
     if label:
         from tqdm import tqdm
 
         progress = lambda batches: tqdm(batches, desc=f"{label}, test set", leave=False)  # noqa: E731
-    m = evaluate.vae_metrics(model, splits.test, module.config.iw_samples, module.config.seed, progress)
-    figures.save_vae_grids(model, splits.test, folder, module.config.seed)
-    return {"test_" + k: v for k, v in m.items()}
+    return module.test_metrics(splits.test, folder, progress)
 
 
-def _require_ae(ae_checkpoint: Path | None, model_name: str) -> Path:
-    if ae_checkpoint is None or not ae_checkpoint.is_file():
+def _start(model_name: str, module, checkpoint: Path | None) -> None:
+    """Copy in the weights of the model ``module`` trains from, when it wants them; a model that
+    cannot train without them is a ConfigError when the checkpoint is missing."""
+    spec = contract_models.spec(model_name)
+    if spec.trains_from is None or not module.wants_start():
+        return
+    if checkpoint is None or not Path(checkpoint).is_file():
+        if not spec.needs_start:
+            return
         raise ConfigError(
-            f"the {model_name} needs a trained AE: {ae_checkpoint} not found (train --model ae first, or pass --ae-run)"
+            f"the {model_name} needs a trained {spec.trains_from}: {checkpoint} not found "
+            f"(train --model {spec.trains_from} first, or pass --ae-run)"
         )
-    return ae_checkpoint
-
-
-def _start_from_ae(model_name: str, module, ae_checkpoint: Path | None) -> None:
-    """Copy the trained AE's weights in: its encoder into the classifiers; its trunk, last encoder
-    layer (as the mean head) and decoder into a VAE of the same shape when ``vae_from_ae``."""
-    if model_name in ("head", "classifier"):
-        ae = load_module("ae", str(_require_ae(ae_checkpoint, model_name)))
-        module.model.encoder.load_state_dict(ae.model.encoder.state_dict())
-        return
-    if not module.config.vae_from_ae or ae_checkpoint is None or not ae_checkpoint.is_file():
-        return
-    ae = load_module("ae", str(ae_checkpoint))
-    if all(getattr(ae.config, k) == getattr(module.config, k) for k in ENCODER_SHAPE):
-        models.start_vae_from_ae(module.model, ae.model)
+    module.start_from(load_module(spec.trains_from, str(checkpoint)))
 
 
 def fit_model(
@@ -187,18 +172,14 @@ def fit_model(
     ckpt_path: str | None = None,
     callbacks: tuple[L.Callback, ...] = (),
 ) -> L.Trainer:
-    """Seed, build and fit one model in ``folder`` (the classifier starts from the AE's encoder);
-    shared by ``fmnist train`` and each ``fmnist tune`` trial."""
+    """Seed, build and fit one model in ``folder`` (started from ``ae_checkpoint``, the model it
+    trains from, when it wants that); shared by ``fmnist train`` and each ``fmnist tune`` trial."""
     L.seed_everything(config.seed, verbose=False)
     module_cls = MODULES[model_name]
     module = module_cls(config.to_dict())
-    if model_name != "ae" and (ckpt_path is None or model_name == "head"):  # the head encodes before resuming
-        _start_from_ae(model_name, module, ae_checkpoint)
-    if model_name == "head":  # its encoder never changes: train on its latents, computed once
-        encoder = module.model.encoder
-        splits = data_mod.Splits(
-            data_mod.encode_split(encoder, splits.train), data_mod.encode_split(encoder, splits.val), splits.test
-        )
+    if ckpt_path is None or module.encodes_inputs:  # a resumed model's checkpoint holds its weights
+        _start(model_name, module, ae_checkpoint)
+    splits = module.training_splits(splits)
     trainer = make_trainer(config, folder, module_cls, hardware, callbacks)
     trainer.fit(module, datamodule=InMemoryData(splits, config), ckpt_path=ckpt_path)
     if trainer.interrupted:
@@ -245,7 +226,7 @@ def train_one(
         "model": model_name,
         "best_epoch": row["epoch"],
         module_cls.monitor: row[module_cls.monitor],
-        **test_metrics(model_name, best, splits, folder, label if hardware.progress else ""),
+        **test_metrics(best, splits, folder, label if hardware.progress else ""),
         "wall_time_s": round(time.perf_counter() - start, 2),
         "epochs": config.epochs,
     }
