@@ -4,6 +4,8 @@ torch loads."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,7 +16,7 @@ from fmnist.cli.flags import Command, Group, flag_parameters, pick, with_flags
 from fmnist.cli.outputs import check_folder
 from fmnist.config import DEFAULTS, PANEL, Config
 from fmnist.contract.models import ALL, MODELS
-from fmnist.errors import ConfigError, report_errors
+from fmnist.errors import ConfigError, FmnistError, report_errors
 from fmnist.training.search_space import HEARTBEAT_S, PRUNERS, SEARCHED, TARGETS, TUNE_EPOCHS
 
 app = typer.Typer(
@@ -383,17 +385,36 @@ def export(
     if out.exists():  # the new bundle is written next to it, then renamed into its place
         check_folder(out.parent)
     run = run_dir if run_dir is not None else runs.latest_run()
-    manifest = export_bundle(
-        run,
-        out,
-        data_dir=runs.data_dir_for(run, data_dir),
-        download=download,
-        pca_components=pca_components,
-        kde_points=kde_points,
-        log=typer.echo,
-    )
+    lock = out.parent / f".{out.name}.lock"  # beside it: the bundle folder itself is replaced whole
+    with runs.hold_lock(lock, "fmnist export", f"--out {out}"), _bundle_space(out):
+        manifest = export_bundle(
+            run,
+            out,
+            data_dir=runs.data_dir_for(run, data_dir),
+            download=download,
+            pca_components=pca_components,
+            kde_points=kde_points,
+            log=typer.echo,
+        )
     size = sum(f["size"] for f in manifest["files"].values())
     typer.echo(f"exported {run} -> {out} ({len(manifest['files'])} files, {size / 1e6:.1f} MB)")
+
+
+@contextmanager
+def _bundle_space(out: Path) -> Iterator[None]:
+    """A full disk during export as one line: the staged bundle is removed and the old one kept."""
+    from fmnist import runs
+
+    kept = f"the bundle already in {out} is kept whole" if out.exists() else f"nothing is left in {out.parent}"
+    try:
+        yield
+    except (OSError, RuntimeError) as e:
+        if not runs.out_of_space(e):
+            raise
+        raise FmnistError(
+            f"no space left on the device of {out.parent} while writing the bundle {out}; {kept}: "
+            "free some space and export again"
+        ) from None
 
 
 @app.command(cls=Command)

@@ -6,9 +6,10 @@ import dataclasses
 import os
 import shlex
 import signal
+import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import torch
 from fmnist import runs
 from fmnist.config import ENCODER_SHAPE, MODELS, Config
 from fmnist.contract import models as contract_models
-from fmnist.errors import ConfigError, DataError, Interrupted
+from fmnist.errors import ConfigError, DataError, FmnistError, Interrupted
 from fmnist.training import data as data_mod
 from fmnist.training.callbacks import EpochSeed, MetricsCSV, ModelProgressBar
 from fmnist.training.checkpoint_io import AtomicCheckpointIO
@@ -187,6 +188,20 @@ def fit_model(
     return trainer
 
 
+def _resumed_config(run_dir: Path, model_name: str, last: Path) -> Config:
+    """The config last.ckpt was trained with; a checkpoint torch refuses to unpickle (one carrying
+    code, say: it is never run) is one ConfigError, as a damaged one is."""
+    import pickle
+
+    try:
+        return load_module(model_name, str(last)).config
+    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError) as e:
+        reason = f"not a plain checkpoint: {e.__class__.__name__}: {str(e).strip().splitlines()[0][:120]}"
+        best = runs.checkpoint(run_dir, model_name)
+        runs.check_readable(last, best, runs.resume_hint(run_dir, model_name), reason=reason)
+        raise AssertionError("unreachable") from None
+
+
 def train_one(
     model_name: str,
     config: Config,
@@ -204,7 +219,7 @@ def train_one(
     folder.mkdir(parents=True, exist_ok=True)
     last = runs.resume_checkpoint(run_dir, model_name) if resume else None
     if last is not None:  # the model continues as it began (its epochs, say, even if the defaults moved)
-        config = load_module(model_name, str(last)).config
+        config = _resumed_config(run_dir, model_name, last)
     start = time.perf_counter()
     trainer = fit_model(
         model_name,
@@ -304,16 +319,68 @@ def train_models(
 ) -> list[dict]:
     """Train ``models`` in order (None: all, or with --resume the run's own) into one run folder.
 
-    SIGINT or SIGTERM stops it with an :class:`Interrupted` that names the folder and the command
-    that resumes it; last.ckpt then holds the last finished epoch of the model that was training.
+    One process at a time writes a run folder (a second is refused, naming the first). SIGINT or
+    SIGTERM stops it with an :class:`Interrupted` that names the folder and the command that
+    resumes it; last.ckpt then holds the last finished epoch of the model that was training. A
+    full disk is one line saying the same.
     """
     if data_dir is not None and not Path(data_dir).exists():
         raise DataError(f"--data-dir {data_dir} does not exist")
     run_dir = _resolve_run(run_dir, resume)
     models = models or (tuple(runs.models_of(run_dir)) if resume else ()) or MODELS
+    created = not run_dir.exists()
+    try:
+        with _run_lock(run_dir), _say_when_full(run_dir, hardware):
+            if not resume and (why := runs.trained_before(run_dir, models)):
+                raise ConfigError(why)
+            return _train_run(models, base, overrides, run_dir, data_dir, ae_run, resume, download, hardware)
+    except BaseException:
+        if created and {p.name for p in run_dir.iterdir()} <= {runs.LOCK_FILE}:  # nothing of the run yet
+            (run_dir / runs.LOCK_FILE).unlink(missing_ok=True)
+            run_dir.rmdir()
+        raise
+
+
+def _run_lock(run_dir: Path):
+    """The run folder's lock, taken by the first process only (DDP's other ranks run inside its run)."""
+    if not _first_process():
+        return nullcontext()
+    return runs.hold_lock(run_dir / runs.LOCK_FILE, "fmnist train", f"run folder {run_dir}")
+
+
+@contextmanager
+def _say_when_full(run_dir: Path, hardware: Hardware) -> Iterator[None]:
+    """A full disk as one line: the folder, and that the run resumes once there is room."""
+    try:
+        yield
+    except (OSError, RuntimeError) as e:
+        if not runs.out_of_space(e):
+            raise
+        if (run_dir / runs.CONFIG_FILE).is_file():
+            then = f"resume: {resume_command(run_dir, hardware)}"
+        else:
+            then = "run the command again"
+        raise FmnistError(
+            f"no space left on the device of run folder {run_dir}; nothing half-written is kept: "
+            f"free some space, then {then}"
+        ) from None
+
+
+def _train_run(
+    models: tuple[str, ...],
+    base: Config,
+    overrides: dict[str, Any],
+    run_dir: Path,
+    data_dir: Path | None,
+    ae_run: Path | None,
+    resume: bool,
+    download: bool,
+    hardware: Hardware,
+) -> list[dict]:
+    """Resolve the config, load the data, record the run and train each model in turn."""
     data_dir = runs.data_dir_for(run_dir, data_dir)
     ae_checkpoint = runs.checkpoint(ae_run or run_dir, "ae")
-    if "ae" not in models and not resume and ae_checkpoint.is_file():  # (missing: _attach_encoder says so)
+    if "ae" not in models and not resume and ae_checkpoint.is_file():  # (missing: _start says so)
         overrides = {**overrides, **pin_encoder_shape(ae_checkpoint, overrides)}
     config = resolve_config(run_dir, base, overrides, resume)
     splits = data_mod.load_splits(
@@ -333,31 +400,41 @@ def train_models(
     summaries = []
     with stop_on_signals(), _shared_run_dir(run_dir):
         for i, name in enumerate(models, 1):
-            label = f"[{i}/{len(models)}] {name}"
-            if resume and runs.read_summary(run_dir, name):
-                print(f"{label}: finished before the interruption (summary.json), skipped", flush=True)
-                continue
-            try:
-                summary = train_one(
-                    name,
-                    config,
-                    splits,
-                    run_dir,
-                    ae_checkpoint=ae_checkpoint,
-                    resume=resume,
-                    hardware=hardware,
-                    label=label,
-                )
-            except Interrupted as stop:
-                signame = signal.Signals(stop.signum).name
-                raise Interrupted(
-                    stop.signum,
-                    f"{signame}: stopped while training the {name}; run folder {run_dir}; "
-                    f"resume: {resume_command(run_dir, hardware)}",
-                ) from None
+            summary = _train_model(
+                name, f"[{i}/{len(models)}] {name}", config, splits, run_dir, ae_checkpoint, resume, hardware
+            )
             if summary is not None:
                 print(format_summary(summary))
                 summaries.append(summary)
     if summaries:
         print(f"run folder: {run_dir}")
     return summaries
+
+
+def _train_model(
+    name: str,
+    label: str,
+    config: Config,
+    splits: data_mod.Splits,
+    run_dir: Path,
+    ae_checkpoint: Path,
+    resume: bool,
+    hardware: Hardware,
+) -> dict | None:
+    """One model of the run: skipped when a resumed run finished it; a signal names how to resume."""
+    if resume and runs.read_summary(run_dir, name):
+        print(f"{label}: finished before the interruption (summary.json), skipped", flush=True)
+        return None
+    try:
+        return train_one(
+            name, config, splits, run_dir, ae_checkpoint=ae_checkpoint, resume=resume, hardware=hardware, label=label
+        )
+    except Interrupted as stop:
+        if hardware.progress:  # the bar left the cursor at the end of its line: the stop line gets its own
+            print(file=sys.stderr, flush=True)
+        signame = signal.Signals(stop.signum).name
+        raise Interrupted(
+            stop.signum,
+            f"{signame}: stopped while training the {name}; run folder {run_dir}; "
+            f"resume: {resume_command(run_dir, hardware)}",
+        ) from None
