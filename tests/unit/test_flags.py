@@ -108,3 +108,17 @@ def test_a_mistyped_flag_gets_a_close_match():
         result = CliRunner().invoke(app, [*command, "--run_dir", "x"], env={"COLUMNS": "200"})
         assert result.exit_code == 2, command
         assert "No such option: --run_dir (Possible options:" in result.output and "--run-dir)" in result.output
+
+
+def test_the_training_commands_share_one_help_style():
+    import re
+
+    from fmnist.cli.app import app
+
+    for command in (["train"], ["tune"], ["export"], ["report"], []):
+        text = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "250"}).output
+        assert "(default:" not in text and "<bool>" not in text, command
+        assert not re.search(r"\bRUN\b", text), command  # the run folder is named as its flag, --run-dir
+        if command in (["train"], ["tune"]):
+            assert re.search(r"--precision .*\[default: 32\]", text)
+            assert re.search(r"--from-study +Hyper", text) or command == ["tune"]

@@ -14,7 +14,7 @@ import typer
 from fmnist.cli.extras import require_training_extra
 from fmnist.cli.flags import Command, Group, flag_parameters, pick, with_flags
 from fmnist.cli.outputs import check_folder
-from fmnist.config import DEFAULTS, PANEL, Config
+from fmnist.config import DEFAULTS, PANEL, SEED_MAX, Config
 from fmnist.contract.models import ALL, MODELS
 from fmnist.errors import ConfigError, FmnistError, report_errors
 from fmnist.training.search_space import HEARTBEAT_S, PRUNERS, SEARCHED, TARGETS, TUNE_EPOCHS
@@ -364,7 +364,7 @@ app.command("tune", cls=Command)(
 @report_errors
 def export(
     run_dir: Annotated[
-        Path | None, typer.Option("--run-dir", help="Training run to export. (default: the newest under runs/)")
+        Path | None, typer.Option("--run-dir", help="Training run to export. " + _d("the newest under runs/"))
     ] = None,
     out: Annotated[Path, typer.Option("--out", help="Bundle folder to write (replaced atomically).")] = Path(
         "artifacts"
@@ -421,17 +421,18 @@ def _bundle_space(out: Path) -> Iterator[None]:
 @report_errors
 def report(
     run_dir: Annotated[
-        Path | None, typer.Option("--run-dir", help="Training run to report on. (default: the newest under runs/)")
+        Path | None, typer.Option("--run-dir", help="Training run to report on. " + _d("the newest under runs/"))
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Folder for the PNGs and report.html. (default: RUN/report)")
+        Path | None,
+        typer.Option("--out", help="Folder for the PNGs and report.html. " + _d("report/ in the run folder")),
     ] = None,
     artifacts_dir: Annotated[
         Path | None,
         typer.Option(
             "--artifacts",
             help="Bundle whose PCA/KDE samplers to use; refitted here if it was exported from another run. "
-            "(default: $FMNIST_ARTIFACTS, ./artifacts, the bundled default)",
+            + _d("$FMNIST_ARTIFACTS, ./artifacts, the bundled default"),
         ),
     ] = None,
     data_dir: DataDir = None,
@@ -440,16 +441,20 @@ def report(
         int, typer.Option("--tsne-points", min=2, max=10_000, help="Encoded test images in the t-SNE map.")
     ] = 5000,
     tsne_perplexity: Annotated[float, typer.Option("--tsne-perplexity", min=1.0, help="t-SNE perplexity.")] = 30.0,
-    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed for t-SNE, its subset and the samplers.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", help=f"Seed for t-SNE, its subset and the samplers (0 to {SEED_MAX}).")
+    ] = 0,
     storage: Annotated[
         str | None,
-        typer.Option("--storage", help="Optuna storage URL to plot, besides the RUN/**/*.db files found."),
+        typer.Option("--storage", help="Optuna storage URL to plot, besides the *.db files in the run folder."),
     ] = None,
     study: Annotated[
-        str | None, typer.Option("--study", help="Only this Optuna study name. (default: every study found)")
+        str | None, typer.Option("--study", help="Only this Optuna study name. " + _d("every study found"))
     ] = None,
 ) -> None:
     """Every figure of the study (curves, reconstructions, latents, samples, tuning) as PNGs plus report.html."""
+    if not 0 <= seed <= SEED_MAX:
+        raise ConfigError(f"--seed must be between 0 and {SEED_MAX}")
     require_training_extra("report")
     from fmnist import runs
     from fmnist.analysis.report import make_report

@@ -331,7 +331,7 @@ def train_models(
     created = not run_dir.exists()
     try:
         with _run_lock(run_dir), _say_when_full(run_dir, hardware):
-            if not resume and (why := runs.trained_before(run_dir, models)):
+            if not resume and _first_process() and (why := runs.trained_before(run_dir, models)):
                 raise ConfigError(why)
             return _train_run(models, base, overrides, run_dir, data_dir, ae_run, resume, download, hardware)
     except BaseException:
