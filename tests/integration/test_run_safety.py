@@ -139,19 +139,17 @@ def test_tune_with_no_trials_says_how_many_the_study_holds(data_dir, tmp_path):
     assert "0 trial(s) in the study" in result.output.splitlines()
 
 
-def test_the_stop_line_starts_on_a_line_of_its_own(monkeypatch, capsys, tmp_path):
+def test_the_stop_line_starts_on_a_line_of_its_own(capsys, tmp_path):
     from fmnist.errors import Interrupted
     from fmnist.training import run
 
-    def stopped(*args, **kwargs):
+    with pytest.raises(Interrupted) as stop, run._stop_line("ae", tmp_path, run.Hardware(progress=True)):
         raise Interrupted(signal.SIGTERM)
-
-    monkeypatch.setattr(run, "train_one", stopped)
-    hardware = run.Hardware(progress=True)
-    with pytest.raises(Interrupted) as stop:
-        run._train_model("ae", "[1/1] ae", DEFAULTS, None, tmp_path, tmp_path / "ae.ckpt", False, hardware)
     assert capsys.readouterr().err == "\n"  # ends the bar's line before `fmnist: SIGTERM: ...`
-    assert stop.value.message.startswith("SIGTERM: stopped while training the ae; run folder")
+    assert stop.value.message.startswith(f"SIGTERM: stopped while training the ae; run folder {tmp_path}; resume:")
+    with pytest.raises(Interrupted), run._stop_line("ae", tmp_path, run.Hardware(progress=False)):
+        raise Interrupted(signal.SIGINT)
+    assert capsys.readouterr().err == ""  # no bar, no blank line
 
 
 @contextmanager

@@ -400,9 +400,21 @@ def _train_run(
     summaries = []
     with stop_on_signals(), _shared_run_dir(run_dir):
         for i, name in enumerate(models, 1):
-            summary = _train_model(
-                name, f"[{i}/{len(models)}] {name}", config, splits, run_dir, ae_checkpoint, resume, hardware
-            )
+            label = f"[{i}/{len(models)}] {name}"
+            if resume and runs.read_summary(run_dir, name):
+                print(f"{label}: finished before the interruption (summary.json), skipped", flush=True)
+                continue
+            with _stop_line(name, run_dir, hardware):
+                summary = train_one(
+                    name,
+                    config,
+                    splits,
+                    run_dir,
+                    ae_checkpoint=ae_checkpoint,
+                    resume=resume,
+                    hardware=hardware,
+                    label=label,
+                )
             if summary is not None:
                 print(format_summary(summary))
                 summaries.append(summary)
@@ -411,24 +423,11 @@ def _train_run(
     return summaries
 
 
-def _train_model(
-    name: str,
-    label: str,
-    config: Config,
-    splits: data_mod.Splits,
-    run_dir: Path,
-    ae_checkpoint: Path,
-    resume: bool,
-    hardware: Hardware,
-) -> dict | None:
-    """One model of the run: skipped when a resumed run finished it; a signal names how to resume."""
-    if resume and runs.read_summary(run_dir, name):
-        print(f"{label}: finished before the interruption (summary.json), skipped", flush=True)
-        return None
+@contextmanager
+def _stop_line(name: str, run_dir: Path, hardware: Hardware) -> Iterator[None]:
+    """A signal while ``name`` trains becomes the one line naming the run folder and how to resume."""
     try:
-        return train_one(
-            name, config, splits, run_dir, ae_checkpoint=ae_checkpoint, resume=resume, hardware=hardware, label=label
-        )
+        yield
     except Interrupted as stop:
         if hardware.progress:  # the bar left the cursor at the end of its line: the stop line gets its own
             print(file=sys.stderr, flush=True)

@@ -399,6 +399,26 @@ def _classifier_base(ae_run: Path | None, overrides: dict[str, Any]) -> tuple[Pa
     return checkpoint, run.pin_encoder_shape(checkpoint, overrides)
 
 
+def trial_base(
+    target_name: str, space: tuple[Param, ...], base: Config, overrides: dict[str, Any], ae_run: Path | None
+) -> tuple[Config, Path | None, dict[str, Any]]:
+    """The config every trial starts from (the flags on ``base``, TUNE_EPOCHS unless --epochs), the
+    AE checkpoint a classifier study starts from, and the fields that study pins."""
+    target = parse_target(target_name)
+    for p in space:
+        if overrides.get(p.name) is not None:
+            flag = "--" + p.name.replace("_", "-")
+            raise ConfigError(f"{flag} is searched by `fmnist tune {target_name}`: set its range with {p.flag}")
+    config = base.updated(**{"epochs": TUNE_EPOCHS, **{k: v for k, v in overrides.items() if v is not None}})
+    for p in space:  # both ends of each range must be valid values (e.g. latent_dim >= 1)
+        for end in (p.low, p.high):
+            config.updated(**{p.name: p.kind(end)})
+    if target.model != "classifier":
+        return config, None, {}
+    ae_checkpoint, fixed = _classifier_base(ae_run, overrides)
+    return config.updated(**fixed), ae_checkpoint, fixed
+
+
 def tune(
     target_name: str,
     base: Config,
@@ -429,18 +449,7 @@ def tune(
         raise ConfigError("--trials must be >= 0")
     if heartbeat < 1:
         raise ConfigError("--heartbeat must be >= 1 second")
-    for p in space:
-        if overrides.get(p.name) is not None:
-            flag = "--" + p.name.replace("_", "-")
-            raise ConfigError(f"{flag} is searched by `fmnist tune {target_name}`: set its range with {p.flag}")
-    config = base.updated(**{"epochs": TUNE_EPOCHS, **{k: v for k, v in overrides.items() if v is not None}})
-    for p in space:  # both ends of each range must be valid values (e.g. latent_dim >= 1)
-        for end in (p.low, p.high):
-            config.updated(**{p.name: p.kind(end)})
-    ae_checkpoint, fixed = None, {}
-    if target.model == "classifier":
-        ae_checkpoint, fixed = _classifier_base(ae_run, overrides)
-        config = config.updated(**fixed)
+    config, ae_checkpoint, fixed = trial_base(target_name, space, base, overrides, ae_run)
     if data_dir is not None and not Path(data_dir).exists():
         raise DataError(f"--data-dir {data_dir} does not exist")
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
