@@ -17,10 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-
-def flag(name: str) -> str:
-    """The flag of field ``name``: ``max_pixels`` -> ``--max-pixels``."""
-    return "--" + name.replace("_", "-")
+from fmnist.config import flag
 
 
 def declaration(f: dataclasses.Field) -> str:
