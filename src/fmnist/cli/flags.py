@@ -63,10 +63,9 @@ def flag_parameters(
     *,
     panel: str | None = None,
     unset: bool = False,
-    skip: tuple[str, ...] = (),
     helps: dict[str, str] | None = None,
 ) -> list[inspect.Parameter]:
-    """One keyword parameter per field of ``cls`` (but ``skip``): its flag, default and help.
+    """One keyword parameter per field of ``cls``: its flag, default and help (in ``panel`` of --help).
 
     ``unset``: every flag defaults to None, "not given", so a value from elsewhere (``--params``, a
     resumed run's config) is kept unless the flag is; --help still shows the field's default.
@@ -74,8 +73,6 @@ def flag_parameters(
     """
     params = []
     for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
         kind = _value_type(cls, f)
         text = (helps or {}).get(f.name) or f"{f.metadata.get('help', '')} [default: {shown_default(f)}]"
         option = typer.Option(
