@@ -14,23 +14,28 @@ command line can find runs without loading the training stack.
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
 import time
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from fmnist.config import MODELS, Config, default_data_dir
+from fmnist.contract.models import EXPORTED
 from fmnist.errors import ConfigError
 
-BUNDLED_MODELS = ("ae", "classifier", "vae")  # what a bundle holds graphs of; the head is the study's alone
+BUNDLED_MODELS = EXPORTED  # what a bundle holds graphs of; the head is the study's alone
 RUNS_ROOT = Path("runs")
 CONFIG_FILE = "config.json"
 RECORD_FILE = "run.json"
 SUMMARY_FILE = "summary.json"
 METRICS_FILE = "metrics.csv"
 BEST, LAST = "best.ckpt", "last.ckpt"
+LOCK_FILE = ".lock"  # flock-ed by the process writing the folder; the kernel frees it when that one dies
 
 
 def new_run_dir(root: Path = RUNS_ROOT) -> Path:
@@ -52,8 +57,62 @@ def write_json(path: Path, value: Any) -> None:
     """Beside ``path``, then renamed over it: a reader (another rank, a killed run) never sees half."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(value, indent=2) + "\n")
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(value, indent=2) + "\n")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+# -- one writer per folder ------------------------------------------------------------------------
+
+
+@contextmanager
+def hold_lock(lock: Path, command: str, what: str, *, shared: bool = False) -> Iterator[None]:
+    """Inside, this process holds an flock on ``lock`` (its parent folder created); a second
+    process is refused with one ConfigError naming the holder's pid. ``shared``: processes of the
+    same kind (tune workers on one study) may hold it together, but not with an exclusive holder.
+    The kernel drops the lock with the process, so a killed one leaves nothing in the way."""
+    import fcntl
+
+    lock = Path(lock)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+") as f:
+        try:
+            fcntl.flock(f, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise ConfigError(f"{what} is in use by {holder}: wait for it to end, or pick another folder") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"process {os.getpid()} ({command})\n")
+        f.flush()
+        yield
+
+
+def out_of_space(error: BaseException) -> bool:
+    """Whether ``error``, or an error it was raised from (torch.save wraps it), is a full disk."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def trained_before(run: Path, models: tuple[str, ...]) -> str | None:
+    """Why training ``models`` into ``run`` afresh would train over earlier work, or None."""
+    for model in models:
+        summary, last = model_dir(run, model) / SUMMARY_FILE, checkpoint(run, model, LAST)
+        if summary.is_file():
+            return f"--run-dir {run} already holds a trained {model} ({summary}): pass a new --run-dir to train again"
+        if last.is_file():
+            return (
+                f"--run-dir {run} already holds an unfinished {model} ({last}): pass --resume to continue it, "
+                "or a new --run-dir"
+            )
+    return None
 
 
 def _read_json(path: Path) -> dict:
@@ -177,16 +236,31 @@ def unreadable(path: Path) -> str | None:
     return f"damaged member {bad}" if bad else None
 
 
-def check_readable(path: Path, fallback: Path | None = None, hint: str = "") -> Path:
-    """``path`` if it is a whole checkpoint; otherwise one ConfigError naming it and ``fallback``,
-    the previous good checkpoint, when that one is whole."""
-    reason = unreadable(path)
+def _whole(path: Path | None) -> bool:
+    return path is not None and Path(path).is_file() and unreadable(path) is None
+
+
+def check_readable(path: Path, fallback: Path | None = None, hint: str = "", reason: str | None = None) -> Path:
+    """``path`` if it is a whole checkpoint (``reason``: why it is not, found another way);
+    otherwise one ConfigError naming it and ``fallback``, the previous good checkpoint, when that
+    one is whole."""
+    reason = reason or unreadable(path)
     if reason is None:
         return Path(path)
     message = f"checkpoint {path} cannot be read ({reason})"
-    if fallback is not None and Path(fallback).is_file() and unreadable(fallback) is None:
+    if _whole(fallback):
         message += f"; the previous good one is {fallback}"
     raise ConfigError(message + (f": {hint}" if hint else ""))
+
+
+def resume_hint(run: Path, model: str) -> str:
+    """What to do about a damaged last.ckpt: resume from best.ckpt when it is whole, else retrain."""
+    if _whole(checkpoint(run, model, BEST)):
+        return f"copy it over {LAST} to resume from that epoch, or delete {LAST} to train the {model} again"
+    return (
+        f"no good checkpoint of the {model} is left: delete {model_dir(run, model)} to train it again "
+        "(fmnist train --resume then starts it afresh), or pass a new --run-dir"
+    )
 
 
 def resume_checkpoint(run: Path, model: str) -> Path | None:
@@ -194,8 +268,7 @@ def resume_checkpoint(run: Path, model: str) -> Path | None:
     last, best = checkpoint(run, model, LAST), checkpoint(run, model, BEST)
     if not last.is_file():
         return None
-    hint = f"copy it over {LAST} to resume from that epoch, or delete {LAST} to train the {model} again"
-    return check_readable(last, best, hint)
+    return check_readable(last, best, resume_hint(run, model))
 
 
 def best_checkpoints(run: Path, models: tuple[str, ...] = BUNDLED_MODELS, needed_by: str = "export") -> dict[str, Path]:
@@ -204,9 +277,12 @@ def best_checkpoints(run: Path, models: tuple[str, ...] = BUNDLED_MODELS, needed
     if not run.is_dir():
         raise ConfigError(f"run folder {run} does not exist (pass --run-dir a folder written by `fmnist train`)")
     paths = {m: checkpoint(run, m) for m in models}
-    for path in paths.values():
-        if not path.is_file():
-            raise ConfigError(f"{path} not found: {needed_by} needs a run with all three models (fmnist train)")
+    missing = [m for m, path in paths.items() if not path.is_file()]
+    if missing:
+        raise ConfigError(
+            f"{paths[missing[0]]} not found: {needed_by} needs a run with the {', '.join(models)} models; "
+            f"this one lacks the {', '.join(missing)} (fmnist train --model {missing[0]} --run-dir {run})"
+        )
     for model, path in paths.items():
         check_readable(path, checkpoint(run, model, LAST), "train that model again (fmnist train --model ...)")
     return paths

@@ -50,7 +50,7 @@ def test_run_folder_layout(tiny_run, data_dir):
 
 def test_metrics_csv_has_one_row_per_epoch_and_the_loss_falls(tiny_run):
     rows = read_csv(tiny_run / "ae" / "metrics.csv")
-    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]  # counted from 1, as the progress bar counts
     assert {"train_loss", "val_loss", "val_mse", "lr", "epoch_time_s"} <= set(rows[0])
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
     assert float(rows[-1]["val_mse"]) < float(rows[0]["val_mse"])
@@ -64,7 +64,7 @@ def test_best_checkpoint_is_the_best_validation_epoch(tiny_run, model, monitor, 
     summary = json.loads((tiny_run / model / "summary.json").read_text())
     assert summary["best_epoch"] == int(best["epoch"]) and summary[monitor] == pytest.approx(float(best[monitor]))
     saved = torch.load(tiny_run / model / "best.ckpt", map_location="cpu", weights_only=False)
-    assert saved["epoch"] == int(best["epoch"])
+    assert saved["epoch"] + 1 == int(best["epoch"])  # Lightning's own counter starts at 0; what users read at 1
 
 
 def test_checkpoint_reload_reproduces_the_test_metric(tiny_run, data_dir):
@@ -269,7 +269,7 @@ def test_sigterm_keeps_the_run_says_how_to_resume_and_resume_alone_continues_it(
     assert proc.returncode == 0, err[-3000:]
     assert out.splitlines()[0] == f"resuming runs/{run.name}, the newest unfinished run"
     assert "[1/1] ae, epoch 5/5" in out + err and "[1/1] ae: test set (10000 images)" in out  # bars: either stream
-    assert [int(r["epoch"]) for r in read_csv(run / "ae" / "metrics.csv")] == [0, 1, 2, 3, 4]
+    assert [int(r["epoch"]) for r in read_csv(run / "ae" / "metrics.csv")] == [1, 2, 3, 4, 5]
     assert json.loads((run / "ae" / "summary.json").read_text())["epochs"] == 5
 
 

@@ -78,7 +78,7 @@ def test_trials_stay_in_their_ranges_and_score_the_best_validation_epoch(ae_stud
             rows = list(csv.DictReader(f))
         assert len(rows) == 1  # --epochs 1
         assert t.value == pytest.approx(float(rows[0]["val_mse"])) == t.user_attrs["val_mse"]
-        assert t.user_attrs["best_epoch"] == 0 and (folder / "ae" / "best.ckpt").is_file()
+        assert t.user_attrs["best_epoch"] == 1 and (folder / "ae" / "best.ckpt").is_file()  # counted from 1
     assert study.user_attrs == {"target": "ae", "fixed": {}}
     assert json.loads((ae_study / "best_params.json").read_text()) == study.best_trial.params
 

@@ -38,18 +38,41 @@ def test_json_round_trip(tmp_path):
         Config.from_json(path)
 
 
-def test_every_hyper_parameter_has_a_train_flag():
+@pytest.mark.parametrize("command", [["train"], ["tune", "ae"]], ids=["train", "tune"])
+def test_every_hyper_parameter_is_a_flag_of_train_and_tune(command):
+    import dataclasses
+
     from typer.testing import CliRunner
 
     from fmnist.cli.app import app
+    from fmnist.cli.flags import declaration
 
-    help_text = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"}).output
-    # set through --params only: the split, and the recipe's finer knobs
-    internal = {"val_fraction", "encoder_lr_scale", "dropout", "vae_from_ae", "head_noise"}
-    internal |= {name for name in Config.__dataclass_fields__ if name.startswith("aug_")}
-    for name in Config.__dataclass_fields__:
-        if name not in internal:
-            assert "--" + name.replace("_", "-") in help_text, name
+    help_text = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "250"}).output
+    for f in dataclasses.fields(Config):
+        for spelling in declaration(f).split("/"):
+            assert spelling in help_text, f.name
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "flag"),
+    [
+        ("seed", -1, "--seed"),
+        ("seed", 2**76, "--seed"),
+        ("val_fraction", 1.0, "--val-fraction"),
+        ("aug_blur", 2.0, "--aug-blur"),
+    ],
+)
+def test_every_range_error_names_the_flag(field, value, flag):
+    with pytest.raises(ConfigError, match=flag):
+        DEFAULTS.updated(**{field: value})
+
+
+def test_the_seed_range_is_32_bit():
+    from fmnist.config import SEED_MAX
+
+    assert SEED_MAX == 2**32 - 1 and DEFAULTS.updated(seed=SEED_MAX).seed == SEED_MAX
+    with pytest.raises(ConfigError, match=f"--seed must be between 0 and {SEED_MAX}"):
+        DEFAULTS.updated(seed=SEED_MAX + 1)
 
 
 def test_a_saved_config_keeps_the_behaviour_of_fields_it_predates(tmp_path):

@@ -105,3 +105,15 @@ def test_latest_run_is_the_one_with_the_newest_ae(tmp_path):
     assert runs.latest_run(tmp_path) == tmp_path / "b"
     with pytest.raises(ConfigError, match="no trained run"):
         runs.latest_run(tmp_path / "none")
+
+
+def test_a_run_with_only_the_ae_names_the_models_it_lacks(tmp_path):
+    run = tmp_path / "run"
+    (run / "ae").mkdir(parents=True)
+    torch.save({"epoch": 1}, run / "ae" / "best.ckpt")
+    with pytest.raises(ConfigError) as error:
+        runs.best_checkpoints(run, needed_by="the report")
+    message = str(error.value)
+    assert "all three" not in message
+    assert "the report needs a run with the ae, classifier, vae models; this one lacks the classifier, vae" in message
+    assert f"(fmnist train --model classifier --run-dir {run})" in message

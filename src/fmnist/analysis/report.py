@@ -27,7 +27,7 @@ from fmnist.training import data as data_mod
 from fmnist.training import evaluate
 from fmnist.training import figures as train_figures
 
-MODELS = ("ae", "classifier", "vae")  # what the report needs; the head's figures are shown when present
+MODELS = runs.BUNDLED_MODELS  # what the report needs; the head's figures are shown when present
 SUMMARIES = ("ae", "head", "classifier", "vae")
 MAX_TSNE_POINTS = 10_000
 REFIT_KDE_POINTS = 2000

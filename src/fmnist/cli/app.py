@@ -1,20 +1,26 @@
 """The ``fmnist`` command line. Heavy libraries are imported inside the commands, so
-``fmnist --help`` and the inference commands start fast."""
+``fmnist --help`` and the inference commands start fast, and a mistyped choice is one line before
+torch loads."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from fmnist.cli.extras import require_training_extra
+from fmnist.cli.flags import Command, Group, flag_parameters, pick, with_flags
 from fmnist.cli.outputs import check_folder
-from fmnist.config import ARCHS, DEFAULT_EPOCHS, DEFAULTS, MODELS
-from fmnist.errors import ConfigError, report_errors
+from fmnist.config import DEFAULTS, PANEL, SEED_MAX, Config
+from fmnist.contract.models import ALL, MODELS
+from fmnist.errors import ConfigError, FmnistError, report_errors
 from fmnist.training.search_space import HEARTBEAT_S, PRUNERS, SEARCHED, TARGETS, TUNE_EPOCHS
 
 app = typer.Typer(
+    cls=Group,
     help="Train autoencoders on Fashion-MNIST and serve them as framework-free ONNX artifacts.",
     no_args_is_help=True,
     add_completion=False,
@@ -22,12 +28,12 @@ app = typer.Typer(
 )
 
 
-def _d(name: str) -> str:
-    return f"(default: {getattr(DEFAULTS, name)})"
+def _d(shown: object) -> str:
+    """The default as every --help writes it (escaped: rich markup would take it for a style)."""
+    return rf"\[default: {shown}]"
 
 
-# Flags shared by every training command. Defaults live in fmnist.config.Config only:
-# None here means "the config's default", shown in --help.
+# Flags shared by the training commands besides the hyper-parameters (which come from Config).
 DataDir = Annotated[
     Path | None,
     typer.Option(
@@ -35,70 +41,39 @@ DataDir = Annotated[
         envvar="FMNIST_DATA",
         show_envvar=True,
         help="Folder holding FashionMNIST/raw (torchvision layout). "
-        "(default: the run's own, recorded in RUN/run.json; else ~/.cache/fmnist)",
+        + _d("the run's own, recorded in its run.json; else ~/.cache/fmnist"),
     ),
 ]
 RunDir = Annotated[
     Path | None,
-    typer.Option("--run-dir", help="Run folder for checkpoints, metrics and config. (default: a new runs/<time>)"),
+    typer.Option("--run-dir", help="Run folder for checkpoints, metrics and config. " + _d("a new runs/<time>")),
 ]
-Epochs = Annotated[
-    int | None,
-    typer.Option(
-        "--epochs",
-        help="Epochs for every model trained. (default: "
-        + ", ".join(f"{m} {n}" for m, n in DEFAULT_EPOCHS.items())
-        + ")",
-    ),
-]
-LimitTrain = Annotated[
-    int | None,
-    typer.Option("--limit-train", help="Use the first N training images after the seeded shuffle. (default: all)"),
-]
-Seed = Annotated[int | None, typer.Option("--seed", help=f"Seed for split, init and batches. {_d('seed')}")]
-LatentDim = Annotated[int | None, typer.Option("--latent-dim", help=f"Latent size d. {_d('latent_dim')}")]
-Lr = Annotated[float | None, typer.Option("--lr", help=f"Adam learning rate. {_d('lr')}")]
-L1 = Annotated[float | None, typer.Option("--l1", help=f"L1 penalty l1*sum|w| on the AE weights. {_d('l1')}")]
-L2 = Annotated[float | None, typer.Option("--l2", help=f"L2 as Adam weight decay. {_d('l2')}")]
-LrSchedule = Annotated[
-    str | None,
-    typer.Option("--lr-schedule", help=f"cosine (decay to 0 over --epochs) or constant. {_d('lr_schedule')}"),
-]
-BatchSize = Annotated[int | None, typer.Option("--batch-size", help=f"Batch size. {_d('batch_size')}")]
 Download = Annotated[
     bool,
-    typer.Option("--download/--no-download", help="Download Fashion-MNIST if it is not in the data folder."),
-]
-Unfreeze = Annotated[
-    bool | None,
     typer.Option(
-        "--unfreeze/--freeze",
-        help="The classifier fine-tunes its encoder end to end (at lr x encoder_lr_scale); the head model "
-        "always keeps it frozen. (default: unfreeze)",
-    ),
-]
-Augment = Annotated[
-    bool | None,
-    typer.Option(
-        "--augment/--no-augment",
-        help="Train the classifier on images mirrored and (all but a plain half) shifted, zoomed, turned, "
-        "re-contrasted, brightened and blurred. (default: augment)",
-    ),
-]
-VaeScale = Annotated[
-    str | None,
-    typer.Option(
-        "--vae-scale",
-        help="The VAE likelihood's shared scale: optimal (sigma-VAE closed form) or learned (by gradient, "
-        f"the seed's). {_d('vae_scale')}",
+        "--download/--no-download",
+        help="Download Fashion-MNIST if it is not in the data folder. " + _d("download"),
+        show_default=False,
+        metavar="",
     ),
 ]
 Params = Annotated[
     Path | None, typer.Option("--params", help="JSON of hyper-parameters (e.g. from `fmnist tune`); flags win.")
 ]
-Accelerator = Annotated[str, typer.Option("--accelerator", help="Lightning accelerator: cpu, gpu, auto...")]
-Precision = Annotated[str | None, typer.Option("--precision", help="Lightning precision: 32, bf16-mixed, ...")]
-Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
+Accelerator = Annotated[
+    str,
+    typer.Option("--accelerator", help="Lightning accelerator: cpu, gpu, auto... " + _d("auto"), show_default=False),
+]
+Precision = Annotated[
+    str | None,
+    typer.Option("--precision", help="Lightning precision: 32, 16-mixed, bf16-mixed, ... " + _d("32")),
+]
+Progress = Annotated[
+    bool,
+    typer.Option(
+        "--progress/--no-progress", help="Show progress bars. " + _d("progress"), show_default=False, metavar=""
+    ),
+]
 
 
 def _version(value: bool) -> None:
@@ -112,7 +87,8 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[
-        bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+        bool | None,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version.", metavar=""),
     ] = None,
 ) -> None:
     """Train autoencoders on Fashion-MNIST and serve them as framework-free ONNX artifacts."""
@@ -121,55 +97,38 @@ def _root(
 def _parse_model(model: str | None) -> tuple[str, ...] | None:
     if model is None:
         return None
-    if model == "all":
+    if model == ALL:
         return MODELS
     if model not in MODELS:
-        raise ConfigError(f"--model must be one of {', '.join(MODELS)} or all, not {model!r}")
+        raise ConfigError(f"--model must be one of {', '.join(MODELS)} or {ALL}, not {model!r}")
     return (model,)
 
 
-@app.command()
-@report_errors
+def _hyper_parameters(base: Config, values: dict[str, Any]) -> dict[str, Any]:
+    """The hyper-parameter flags given, checked now (a bad --arch is one line before torch loads)."""
+    overrides = pick(Config, values)
+    base.updated(**overrides)
+    return overrides
+
+
 def train(
     model: Annotated[
         str | None,
         typer.Option(
-            "--model", help="ae, head, classifier, vae, or all (in that order). (default: all; resumed: the run's)"
+            "--model",
+            metavar="|".join((*MODELS, ALL)),
+            help=f"{', '.join(MODELS)}, or {ALL} (in that order). " + _d(f"{ALL}; resumed: the run's"),
         ),
     ] = None,
     data_dir: DataDir = None,
     run_dir: RunDir = None,
-    epochs: Epochs = None,
-    limit_train: LimitTrain = None,
-    seed: Seed = None,
-    latent_dim: LatentDim = None,
-    lr: Lr = None,
-    l1: L1 = None,
-    l2: L2 = None,
-    batch_size: BatchSize = None,
-    lr_schedule: LrSchedule = None,
-    arch: Annotated[
-        str | None, typer.Option("--arch", help=f"AE architecture: {' or '.join(ARCHS)}. {_d('arch')}")
-    ] = None,
-    head_width: Annotated[
-        int | None,
-        typer.Option("--head-width", help="Hidden width of a classifier's head. (default: head 256, classifier 126)"),
-    ] = None,
-    head_depth: Annotated[
-        int | None,
-        typer.Option("--head-depth", help="Hidden layers of a classifier's head. (default: head 2, classifier 1)"),
-    ] = None,
-    unfreeze: Unfreeze = None,
-    augment: Augment = None,
-    vae_scale: VaeScale = None,
-    iw_samples: Annotated[
-        int | None, typer.Option("--iw-samples", help=f"Importance samples for the VAE's log p(x). {_d('iw_samples')}")
-    ] = None,
     params: Params = None,
     from_study: Annotated[
         bool,
         typer.Option(
-            "--from-study", help="Hyper-parameters of the best trial in --storage (`fmnist tune`); flags win."
+            "--from-study",
+            help="Hyper-parameters of the best trial in --storage (`fmnist tune`); flags win.",
+            metavar="",
         ),
     ] = False,
     storage: Annotated[
@@ -181,58 +140,54 @@ def train(
         ),
     ] = None,
     study_name: Annotated[
-        str | None, typer.Option("--study-name", help="Study for --from-study. (default: the storage's only one)")
+        str | None, typer.Option("--study-name", help="Study for --from-study. " + _d("the storage's only one"))
     ] = None,
     ae_run: Annotated[
-        Path | None, typer.Option("--ae-run", help="Run folder whose AE the classifier uses. (default: this run's)")
+        Path | None, typer.Option("--ae-run", help="Run folder whose AE the classifier uses. " + _d("this run's"))
     ] = None,
     resume: Annotated[
         bool,
         typer.Option(
-            "--resume", help="Continue the run in --run-dir (default: the newest unfinished one) from its last.ckpt."
+            "--resume",
+            help="Continue the run in --run-dir (without it, the newest unfinished one) from its last.ckpt.",
+            metavar="",
         ),
     ] = False,
     download: Download = True,
     accelerator: Accelerator = "auto",
-    devices: Annotated[str, typer.Option("--devices", help="Lightning devices: a count, a list, or auto.")] = "auto",
-    strategy: Annotated[str, typer.Option("--strategy", help="Lightning strategy: auto, ddp, ...")] = "auto",
+    devices: Annotated[
+        str,
+        typer.Option("--devices", help="Lightning devices: a count, a list or auto. " + _d("auto"), show_default=False),
+    ] = "auto",
+    strategy: Annotated[
+        str, typer.Option("--strategy", help="Lightning strategy: auto, ddp, ... " + _d("auto"), show_default=False)
+    ] = "auto",
     precision: Precision = None,
     progress: Progress = True,
+    **values: Any,
 ) -> None:
     """Train the AE, a head on its frozen encoder (the seed's experiment), the classifier fine-tuned end
     to end on augmented images (the one a bundle serves), and the VAE; checkpoints, metrics CSV, summary."""
+    models = _parse_model(model)
     require_training_extra("train")
-    from fmnist.config import Config
     from fmnist.runs import new_run_dir
-    from fmnist.training.run import Hardware, train_models
 
     check_folder(run_dir if run_dir is not None else new_run_dir(), "--run-dir")
     base = Config.from_json(params) if params else DEFAULTS
     if from_study:
-        base = _study_config(params, storage, study_name)
+        if params is not None:
+            raise ConfigError("--params and --from-study both give hyper-parameters: pick one")
+        if storage is None:
+            raise ConfigError("--from-study needs --storage: the study's database URL, SQLite file or tune run folder")
     elif storage is not None or study_name is not None:
         raise ConfigError("--storage and --study-name choose the study for --from-study; add --from-study")
-    overrides = dict(
-        epochs=epochs,
-        limit_train=limit_train,
-        seed=seed,
-        latent_dim=latent_dim,
-        lr=lr,
-        l1=l1,
-        l2=l2,
-        batch_size=batch_size,
-        lr_schedule=lr_schedule,
-        arch=arch,
-        head_width=head_width,
-        head_depth=head_depth,
-        unfreeze=unfreeze,
-        augment=augment,
-        vae_scale=vae_scale,
-        iw_samples=iw_samples,
-    )
-    hardware = Hardware(accelerator, devices, strategy, precision, progress)
+    overrides = _hyper_parameters(base, values)
+    from fmnist.training.run import Hardware, train_models
+
+    if from_study:
+        base = _study_config(storage, study_name)
     train_models(
-        _parse_model(model),
+        models,
         base,
         overrides,
         data_dir=data_dir,
@@ -240,24 +195,21 @@ def train(
         ae_run=ae_run,
         resume=resume,
         download=download,
-        hardware=hardware,
+        hardware=Hardware(accelerator, devices, strategy, precision, progress),
     )
 
 
-def _study_config(params: Path | None, storage: str | None, study_name: str | None):
+def _study_config(storage: str, study_name: str | None) -> Config:
     """``train --from-study``: the Config of the study's best trial."""
-    from fmnist.config import Config
-
-    if params is not None:
-        raise ConfigError("--params and --from-study both give hyper-parameters: pick one")
-    if storage is None:
-        raise ConfigError("--from-study needs --storage: the study's database URL, SQLite file or tune run folder")
     from fmnist.training.tuning import best_params, load_study
 
     study = load_study(storage, study_name)
     values = best_params(study)
     typer.echo(f"hyper-parameters of study {study.study_name}, trial {study.best_trial.number}: {values}")
     return Config.from_dict(values)
+
+
+app.command("train", cls=Command)(with_flags(report_errors(train), flag_parameters(Config, panel=PANEL, unset=True)))
 
 
 def _range(name: str, target: str) -> typer.models.OptionInfo:
@@ -267,30 +219,23 @@ def _range(name: str, target: str) -> typer.models.OptionInfo:
     return typer.Option(
         p.flag,
         metavar="LOW HIGH",
-        help=f"{name} range, {p.kind.__name__}, {scale}. (default: {p.bounds()})",
+        help=f"{name} range, {p.kind.__name__}, {scale}. " + _d(p.bounds()),
         rich_help_panel=f"Search space: {target}",
         show_default=False,
     )
 
 
-TrialEpochs = Annotated[int | None, typer.Option("--epochs", help=f"Epochs per trial. (default: {TUNE_EPOCHS})")]
+TRIALS_HELP = "Trials this process runs, added to the study's. " + _d(
+    ", ".join(f"{t} {spec.trials}" for t, spec in TARGETS.items())
+)
 
 
-@app.command()
-@report_errors
 def tune(
     target: Annotated[
-        str, typer.Argument(metavar="TARGET", help="What to tune: ae or classifier.", show_default=False)
+        str,
+        typer.Argument(metavar="TARGET", help=f"What to tune: {' or '.join(TARGETS)}.", show_default=False),
     ],
-    trials: Annotated[
-        int | None,
-        typer.Option(
-            "--trials",
-            help="Trials this process runs, added to the study's. "
-            f"(default: {', '.join(f'{t} {spec.trials}' for t, spec in TARGETS.items())})",
-            rich_help_panel="Study",
-        ),
-    ] = None,
+    trials: Annotated[int | None, typer.Option("--trials", help=TRIALS_HELP, rich_help_panel="Study")] = None,
     latent_dim_range: Annotated[tuple[int, int] | None, _range("latent_dim", "ae")] = None,
     lr_range: Annotated[tuple[float, float] | None, _range("lr", "ae")] = None,
     l1_range: Annotated[tuple[float, float] | None, _range("l1", "ae")] = None,
@@ -309,27 +254,32 @@ def tune(
         typer.Option(
             "--storage",
             help="Optuna storage shared by every process tuning this study: a SQLAlchemy URL "
-            "(sqlite:///study.db, postgresql://user@host/db) or a SQLite file. (default: RUN/study.db)",
+            "(sqlite:///study.db, postgresql://user@host/db) or a SQLite file. " + _d("study.db in --run-dir"),
             rich_help_panel="Study",
         ),
     ] = None,
     study_name: Annotated[
         str | None,
-        typer.Option(
-            "--study-name", help="Study to create or resume. (default: fmnist-TARGET)", rich_help_panel="Study"
-        ),
+        typer.Option("--study-name", help="Study to create or resume. " + _d("fmnist-TARGET"), rich_help_panel="Study"),
     ] = None,
     pruner: Annotated[
         str,
-        typer.Option("--pruner", help=f"Stop poor trials early: {' or '.join(PRUNERS)}.", rich_help_panel="Study"),
-    ] = "median",
+        typer.Option(
+            "--pruner",
+            metavar="|".join(PRUNERS),
+            help=f"Stop poor trials early: {' or '.join(PRUNERS)}. " + _d(PRUNERS[0]),
+            rich_help_panel="Study",
+            show_default=False,
+        ),
+    ] = PRUNERS[0],
     heartbeat: Annotated[
         int,
         typer.Option(
             "--heartbeat",
             help="Seconds between a trial's heartbeats; a RUNNING trial silent for twice this (its process "
-            "was killed) is marked failed.",
+            "was killed) is marked failed. " + _d(HEARTBEAT_S),
             rich_help_panel="Study",
+            show_default=False,
         ),
     ] = HEARTBEAT_S,
     sampler_seed: Annotated[
@@ -344,55 +294,44 @@ def tune(
         bool,
         typer.Option(
             "--plots/--no-plots",
-            help="Write the study's plots when done (one worker of many may skip them).",
+            help="Write the study's plots when done (one worker of many may skip them). " + _d("plots"),
             rich_help_panel="Study",
+            show_default=False,
+            metavar="",
         ),
     ] = True,
     data_dir: DataDir = None,
     run_dir: RunDir = None,
-    epochs: TrialEpochs = None,
-    limit_train: LimitTrain = None,
-    seed: Seed = None,
-    lr: Lr = None,
-    l1: L1 = None,
-    l2: L2 = None,
-    batch_size: BatchSize = None,
-    lr_schedule: LrSchedule = None,
-    unfreeze: Unfreeze = None,
     params: Params = None,
     download: Download = True,
     accelerator: Accelerator = "auto",
     precision: Precision = None,
     progress: Progress = True,
+    **values: Any,
 ) -> None:
     """Search hyper-parameters with Optuna; each trial is scored on the validation split, never the test set.
 
     The study lives in --storage and is resumed when it exists; several processes or machines may share it.
 
-    RUN holds the trials' folders (trial-0003/), best_params.json and history, importances and slice PNGs.
+    The --run-dir folder holds the trials' folders (trial-0003/), best_params.json and history, importances
+    and slice PNGs.
 
-    Retrain the best: fmnist train --params RUN/best_params.json, or --from-study --storage RUN.
+    Retrain the best: fmnist train --params <run-dir>/best_params.json, or --from-study --storage <run-dir>.
     """
+    from fmnist.training.search_space import parse_target, resolve_space
+
+    ranges = dict(latent_dim=latent_dim_range, lr=lr_range, l1=l1_range, l2=l2_range, head_width=head_width_range)
+    resolve_space(target, ranges)  # the target and its ranges, checked before torch loads
+    parse_target(target)
     require_training_extra("tune")
-    from fmnist.config import Config
     from fmnist.runs import new_run_dir
-    from fmnist.training.run import Hardware
-    from fmnist.training.tuning import tune as run_tune
 
     check_folder(run_dir if run_dir is not None else new_run_dir(), "--run-dir")
     base = Config.from_json(params) if params else DEFAULTS
-    overrides = dict(
-        limit_train=limit_train,
-        seed=seed,
-        lr=lr,
-        l1=l1,
-        l2=l2,
-        batch_size=batch_size,
-        lr_schedule=lr_schedule,
-        unfreeze=unfreeze,
-        epochs=epochs,
-    )
-    ranges = dict(latent_dim=latent_dim_range, lr=lr_range, l1=l1_range, l2=l2_range, head_width=head_width_range)
+    overrides = _hyper_parameters(base, values)
+    from fmnist.training.run import Hardware
+    from fmnist.training.tuning import tune as run_tune
+
     run_tune(
         target,
         base,
@@ -415,11 +354,17 @@ def tune(
     )
 
 
-@app.command()
+TUNE_HELPS = {"epochs": "Epochs per trial. " + _d(TUNE_EPOCHS)}
+app.command("tune", cls=Command)(
+    with_flags(report_errors(tune), flag_parameters(Config, panel=PANEL, unset=True, helps=TUNE_HELPS))
+)
+
+
+@app.command(cls=Command)
 @report_errors
 def export(
     run_dir: Annotated[
-        Path | None, typer.Option("--run-dir", help="Training run to export. (default: the newest under runs/)")
+        Path | None, typer.Option("--run-dir", help="Training run to export. " + _d("the newest under runs/"))
     ] = None,
     out: Annotated[Path, typer.Option("--out", help="Bundle folder to write (replaced atomically).")] = Path(
         "artifacts"
@@ -440,34 +385,54 @@ def export(
     if out.exists():  # the new bundle is written next to it, then renamed into its place
         check_folder(out.parent)
     run = run_dir if run_dir is not None else runs.latest_run()
-    manifest = export_bundle(
-        run,
-        out,
-        data_dir=runs.data_dir_for(run, data_dir),
-        download=download,
-        pca_components=pca_components,
-        kde_points=kde_points,
-        log=typer.echo,
-    )
+    lock = out.parent / f".{out.name}.lock"  # beside it: the bundle folder itself is replaced whole
+    with runs.hold_lock(lock, "fmnist export", f"--out {out}"), _bundle_space(out):
+        manifest = export_bundle(
+            run,
+            out,
+            data_dir=runs.data_dir_for(run, data_dir),
+            download=download,
+            pca_components=pca_components,
+            kde_points=kde_points,
+            log=typer.echo,
+        )
     size = sum(f["size"] for f in manifest["files"].values())
     typer.echo(f"exported {run} -> {out} ({len(manifest['files'])} files, {size / 1e6:.1f} MB)")
 
 
-@app.command()
+@contextmanager
+def _bundle_space(out: Path) -> Iterator[None]:
+    """A full disk during export as one line: the staged bundle is removed and the old one kept."""
+    from fmnist import runs
+
+    kept = f"the bundle already in {out} is kept whole" if out.exists() else f"nothing is left in {out.parent}"
+    try:
+        yield
+    except (OSError, RuntimeError) as e:
+        if not runs.out_of_space(e):
+            raise
+        raise FmnistError(
+            f"no space left on the device of {out.parent} while writing the bundle {out}; {kept}: "
+            "free some space and export again"
+        ) from None
+
+
+@app.command(cls=Command)
 @report_errors
 def report(
     run_dir: Annotated[
-        Path | None, typer.Option("--run-dir", help="Training run to report on. (default: the newest under runs/)")
+        Path | None, typer.Option("--run-dir", help="Training run to report on. " + _d("the newest under runs/"))
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Folder for the PNGs and report.html. (default: RUN/report)")
+        Path | None,
+        typer.Option("--out", help="Folder for the PNGs and report.html. " + _d("report/ in the run folder")),
     ] = None,
     artifacts_dir: Annotated[
         Path | None,
         typer.Option(
             "--artifacts",
             help="Bundle whose PCA/KDE samplers to use; refitted here if it was exported from another run. "
-            "(default: $FMNIST_ARTIFACTS, ./artifacts, the bundled default)",
+            + _d("$FMNIST_ARTIFACTS, ./artifacts, the bundled default"),
         ),
     ] = None,
     data_dir: DataDir = None,
@@ -476,16 +441,20 @@ def report(
         int, typer.Option("--tsne-points", min=2, max=10_000, help="Encoded test images in the t-SNE map.")
     ] = 5000,
     tsne_perplexity: Annotated[float, typer.Option("--tsne-perplexity", min=1.0, help="t-SNE perplexity.")] = 30.0,
-    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed for t-SNE, its subset and the samplers.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", help=f"Seed for t-SNE, its subset and the samplers (0 to {SEED_MAX}).")
+    ] = 0,
     storage: Annotated[
         str | None,
-        typer.Option("--storage", help="Optuna storage URL to plot, besides the RUN/**/*.db files found."),
+        typer.Option("--storage", help="Optuna storage URL to plot, besides the *.db files in the run folder."),
     ] = None,
     study: Annotated[
-        str | None, typer.Option("--study", help="Only this Optuna study name. (default: every study found)")
+        str | None, typer.Option("--study", help="Only this Optuna study name. " + _d("every study found"))
     ] = None,
 ) -> None:
     """Every figure of the study (curves, reconstructions, latents, samples, tuning) as PNGs plus report.html."""
+    if not 0 <= seed <= SEED_MAX:
+        raise ConfigError(f"--seed must be between 0 and {SEED_MAX}")
     require_training_extra("report")
     from fmnist import runs
     from fmnist.analysis.report import make_report

@@ -15,8 +15,9 @@ from typing import Annotated, Any
 
 import typer
 
+from fmnist.cli.flags import flag_parameters
 from fmnist.errors import report_errors
-from fmnist.serve.settings import ConnectionSettings, ServerSettings, Settings, flag
+from fmnist.serve.settings import ConnectionSettings, ServerSettings, Settings
 
 # The rich help panel of each dataclass's flags.
 PANELS = {Settings: "App", ServerSettings: "Server", ConnectionSettings: "Connections"}
@@ -28,21 +29,6 @@ Artifacts = Annotated[
         help="Bundle folder. (default: $FMNIST_ARTIFACTS, else ./artifacts if it holds a bundle, else the bundled one)",
     ),
 ]
-
-
-def flag_parameters(cls: type) -> list[inspect.Parameter]:
-    """One keyword parameter per field of ``cls``: its flag (``--x/--no-x`` for a bool), default and help."""
-    params = []
-    for f in dataclasses.fields(cls):
-        decl = flag(f.name)
-        if isinstance(f.default, bool):
-            decl = f"{decl}/--no-{decl[2:]}"
-        option = typer.Option(decl, help=f.metadata["help"], rich_help_panel=PANELS[cls])
-        annotation = Annotated[type(f.default), option]
-        params.append(
-            inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=annotation)
-        )
-    return params
 
 
 def pick(cls: type, values: dict[str, Any]) -> Any:
@@ -88,7 +74,6 @@ def register(app: typer.Typer) -> None:
     """Add ``fmnist serve`` to the Typer app, with the flags of the settings dataclasses."""
     command = report_errors(serve)
     artifacts = inspect.Parameter("artifacts", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Artifacts)
-    command.__signature__ = inspect.Signature(
-        [artifacts, *(p for cls in PANELS for p in flag_parameters(cls))], return_annotation=None
-    )
+    flags = (p for cls, panel in PANELS.items() for p in flag_parameters(cls, panel=panel))
+    command.__signature__ = inspect.Signature([artifacts, *flags], return_annotation=None)
     app.command("serve")(command)

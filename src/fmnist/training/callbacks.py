@@ -15,6 +15,7 @@ class MetricsCSV(L.Callback):
 
     The rows live in the callback's state, which Lightning saves in each checkpoint, so a resumed
     run's CSV holds exactly the epochs its checkpoint had; the file is rewritten whole each epoch.
+    Epochs count from 1, as the progress bar, summary.json and every message do.
     """
 
     def __init__(self, path: Path):
@@ -30,7 +31,7 @@ class MetricsCSV(L.Callback):
         metrics = {k: float(v) for k, v in sorted(trainer.callback_metrics.items()) if k.startswith(("train_", "val_"))}
         self.rows.append(
             {
-                "epoch": trainer.current_epoch,
+                "epoch": trainer.current_epoch + 1,
                 **metrics,
                 "lr": self._lr,
                 "epoch_time_s": round(time.perf_counter() - self._start, 4),
@@ -41,17 +42,23 @@ class MetricsCSV(L.Callback):
 
     def _write(self) -> None:
         tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(self.rows[0]))
-            writer.writeheader()
-            writer.writerows(self.rows)
-        tmp.replace(self.path)
+        try:
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(self.rows[0]))
+                writer.writeheader()
+                writer.writerows(self.rows)
+            tmp.replace(self.path)
+        except BaseException:  # a full disk, say: no half-written file left beside the whole one
+            tmp.unlink(missing_ok=True)
+            raise
 
     def state_dict(self):
-        return {"rows": self.rows}
+        return {"rows": self.rows, "first_epoch": 1}
 
     def load_state_dict(self, state_dict):
-        self.rows = list(state_dict["rows"])
+        # checkpoints saved before epochs counted from 1 (no "first_epoch") hold rows counted from 0
+        shift = 1 - state_dict.get("first_epoch", 0)
+        self.rows = [{**row, "epoch": row["epoch"] + shift} for row in state_dict["rows"]]
 
 
 class EpochSeed(L.Callback):

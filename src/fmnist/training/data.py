@@ -47,7 +47,10 @@ def load_official(root: Path, train: bool, download: bool) -> Split:
         raise DataError(f"--data-dir {root} is a file, not a folder")
     explicit_missing = not root.exists() and not download
     if explicit_missing:
-        raise DataError(f"--data-dir {root} does not exist (pass --download to fetch the data)")
+        raise DataError(
+            f"data folder {root} does not exist: point --data-dir or $FMNIST_DATA at a folder holding "
+            "FashionMNIST/raw, or drop --no-download to fetch the data"
+        )
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # no network must fail, not hang
     try:

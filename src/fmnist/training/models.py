@@ -249,6 +249,3 @@ def start_vae_from_ae(vae: VAE, ae: AutoEncoder) -> None:
         vae.mean.load_state_dict(encoder[n].state_dict())
     vae.decoder.load_state_dict(ae.decoder.state_dict())
 
-
-def build(model: str, config: Config) -> nn.Module:
-    return {"ae": AutoEncoder, "head": Classifier, "classifier": Classifier, "vae": VAE}[model](config)

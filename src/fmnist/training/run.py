@@ -6,9 +6,10 @@ import dataclasses
 import os
 import shlex
 import signal
+import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,9 @@ import torch
 
 from fmnist import runs
 from fmnist.config import ENCODER_SHAPE, MODELS, Config
-from fmnist.errors import ConfigError, DataError, Interrupted
+from fmnist.contract import models as contract_models
+from fmnist.errors import ConfigError, DataError, FmnistError, Interrupted
 from fmnist.training import data as data_mod
-from fmnist.training import evaluate, figures, models
 from fmnist.training.callbacks import EpochSeed, MetricsCSV, ModelProgressBar
 from fmnist.training.checkpoint_io import AtomicCheckpointIO
 from fmnist.training.modules import MODULES, load_module
@@ -134,46 +135,31 @@ def make_trainer(
     )
 
 
-def test_metrics(model_name: str, module, splits: data_mod.Splits, folder: Path, label: str = "") -> dict:
-    """Final metrics on the official test set, plus each model's figures in its folder; with a
-    ``label``, a progress bar over the VAE's batches (its log p(x) takes minutes on a CPU)."""
-    model = module.model
-    if model_name == "ae":
-        return {"test_" + k: v for k, v in evaluate.ae_metrics(model, splits.test).items()}
-    if model_name in ("head", "classifier"):
-        m = evaluate.classifier_metrics(model, splits.test)
-        figures.save_confusion(m["confusion"], folder)
-        return {"test_accuracy": m["accuracy"], "test_per_class_accuracy": m["per_class_accuracy"]}
+def test_metrics(module, splits: data_mod.Splits, folder: Path, label: str = "") -> dict:
+    """Final metrics on the official test set, plus the model's figures in its folder; with a
+    ``label``, a progress bar over the batches (the VAE's log p(x) takes minutes on a CPU)."""
     progress = None
     if label:
         from tqdm import tqdm
 
         progress = lambda batches: tqdm(batches, desc=f"{label}, test set", leave=False)  # noqa: E731
-    m = evaluate.vae_metrics(model, splits.test, module.config.iw_samples, module.config.seed, progress)
-    figures.save_vae_grids(model, splits.test, folder, module.config.seed)
-    return {"test_" + k: v for k, v in m.items()}
+    return module.test_metrics(splits.test, folder, progress)
 
 
-def _require_ae(ae_checkpoint: Path | None, model_name: str) -> Path:
-    if ae_checkpoint is None or not ae_checkpoint.is_file():
+def _start(model_name: str, module, checkpoint: Path | None) -> None:
+    """Copy in the weights of the model ``module`` trains from, when it wants them; a model that
+    cannot train without them is a ConfigError when the checkpoint is missing."""
+    spec = contract_models.spec(model_name)
+    if spec.trains_from is None or not module.wants_start():
+        return
+    if checkpoint is None or not Path(checkpoint).is_file():
+        if not spec.needs_start:
+            return
         raise ConfigError(
-            f"the {model_name} needs a trained AE: {ae_checkpoint} not found (train --model ae first, or pass --ae-run)"
+            f"the {model_name} needs a trained {spec.trains_from}: {checkpoint} not found "
+            f"(train --model {spec.trains_from} first, or pass --ae-run)"
         )
-    return ae_checkpoint
-
-
-def _start_from_ae(model_name: str, module, ae_checkpoint: Path | None) -> None:
-    """Copy the trained AE's weights in: its encoder into the classifiers; its trunk, last encoder
-    layer (as the mean head) and decoder into a VAE of the same shape when ``vae_from_ae``."""
-    if model_name in ("head", "classifier"):
-        ae = load_module("ae", str(_require_ae(ae_checkpoint, model_name)))
-        module.model.encoder.load_state_dict(ae.model.encoder.state_dict())
-        return
-    if not module.config.vae_from_ae or ae_checkpoint is None or not ae_checkpoint.is_file():
-        return
-    ae = load_module("ae", str(ae_checkpoint))
-    if all(getattr(ae.config, k) == getattr(module.config, k) for k in ENCODER_SHAPE):
-        models.start_vae_from_ae(module.model, ae.model)
+    module.start_from(load_module(spec.trains_from, str(checkpoint)))
 
 
 def fit_model(
@@ -187,23 +173,33 @@ def fit_model(
     ckpt_path: str | None = None,
     callbacks: tuple[L.Callback, ...] = (),
 ) -> L.Trainer:
-    """Seed, build and fit one model in ``folder`` (the classifier starts from the AE's encoder);
-    shared by ``fmnist train`` and each ``fmnist tune`` trial."""
+    """Seed, build and fit one model in ``folder`` (started from ``ae_checkpoint``, the model it
+    trains from, when it wants that); shared by ``fmnist train`` and each ``fmnist tune`` trial."""
     L.seed_everything(config.seed, verbose=False)
     module_cls = MODULES[model_name]
     module = module_cls(config.to_dict())
-    if model_name != "ae" and (ckpt_path is None or model_name == "head"):  # the head encodes before resuming
-        _start_from_ae(model_name, module, ae_checkpoint)
-    if model_name == "head":  # its encoder never changes: train on its latents, computed once
-        encoder = module.model.encoder
-        splits = data_mod.Splits(
-            data_mod.encode_split(encoder, splits.train), data_mod.encode_split(encoder, splits.val), splits.test
-        )
+    if ckpt_path is None or module.encodes_inputs:  # a resumed model's checkpoint holds its weights
+        _start(model_name, module, ae_checkpoint)
+    splits = module.training_splits(splits)
     trainer = make_trainer(config, folder, module_cls, hardware, callbacks)
     trainer.fit(module, datamodule=InMemoryData(splits, config), ckpt_path=ckpt_path)
     if trainer.interrupted:
         raise KeyboardInterrupt
     return trainer
+
+
+def _resumed_config(run_dir: Path, model_name: str, last: Path) -> Config:
+    """The config last.ckpt was trained with; a checkpoint torch refuses to unpickle (one carrying
+    code, say: it is never run) is one ConfigError, as a damaged one is."""
+    import pickle
+
+    try:
+        return load_module(model_name, str(last)).config
+    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError) as e:
+        reason = f"not a plain checkpoint: {e.__class__.__name__}: {str(e).strip().splitlines()[0][:120]}"
+        best = runs.checkpoint(run_dir, model_name)
+        runs.check_readable(last, best, runs.resume_hint(run_dir, model_name), reason=reason)
+        raise AssertionError("unreachable") from None
 
 
 def train_one(
@@ -223,7 +219,7 @@ def train_one(
     folder.mkdir(parents=True, exist_ok=True)
     last = runs.resume_checkpoint(run_dir, model_name) if resume else None
     if last is not None:  # the model continues as it began (its epochs, say, even if the defaults moved)
-        config = load_module(model_name, str(last)).config
+        config = _resumed_config(run_dir, model_name, last)
     start = time.perf_counter()
     trainer = fit_model(
         model_name,
@@ -245,7 +241,7 @@ def train_one(
         "model": model_name,
         "best_epoch": row["epoch"],
         module_cls.monitor: row[module_cls.monitor],
-        **test_metrics(model_name, best, splits, folder, label if hardware.progress else ""),
+        **test_metrics(best, splits, folder, label if hardware.progress else ""),
         "wall_time_s": round(time.perf_counter() - start, 2),
         "epochs": config.epochs,
     }
@@ -323,16 +319,68 @@ def train_models(
 ) -> list[dict]:
     """Train ``models`` in order (None: all, or with --resume the run's own) into one run folder.
 
-    SIGINT or SIGTERM stops it with an :class:`Interrupted` that names the folder and the command
-    that resumes it; last.ckpt then holds the last finished epoch of the model that was training.
+    One process at a time writes a run folder (a second is refused, naming the first). SIGINT or
+    SIGTERM stops it with an :class:`Interrupted` that names the folder and the command that
+    resumes it; last.ckpt then holds the last finished epoch of the model that was training. A
+    full disk is one line saying the same.
     """
     if data_dir is not None and not Path(data_dir).exists():
         raise DataError(f"--data-dir {data_dir} does not exist")
     run_dir = _resolve_run(run_dir, resume)
     models = models or (tuple(runs.models_of(run_dir)) if resume else ()) or MODELS
+    created = not run_dir.exists()
+    try:
+        with _run_lock(run_dir), _say_when_full(run_dir, hardware):
+            if not resume and _first_process() and (why := runs.trained_before(run_dir, models)):
+                raise ConfigError(why)
+            return _train_run(models, base, overrides, run_dir, data_dir, ae_run, resume, download, hardware)
+    except BaseException:
+        if created and {p.name for p in run_dir.iterdir()} <= {runs.LOCK_FILE}:  # nothing of the run yet
+            (run_dir / runs.LOCK_FILE).unlink(missing_ok=True)
+            run_dir.rmdir()
+        raise
+
+
+def _run_lock(run_dir: Path):
+    """The run folder's lock, taken by the first process only (DDP's other ranks run inside its run)."""
+    if not _first_process():
+        return nullcontext()
+    return runs.hold_lock(run_dir / runs.LOCK_FILE, "fmnist train", f"run folder {run_dir}")
+
+
+@contextmanager
+def _say_when_full(run_dir: Path, hardware: Hardware) -> Iterator[None]:
+    """A full disk as one line: the folder, and that the run resumes once there is room."""
+    try:
+        yield
+    except (OSError, RuntimeError) as e:
+        if not runs.out_of_space(e):
+            raise
+        if (run_dir / runs.CONFIG_FILE).is_file():
+            then = f"resume: {resume_command(run_dir, hardware)}"
+        else:
+            then = "run the command again"
+        raise FmnistError(
+            f"no space left on the device of run folder {run_dir}; nothing half-written is kept: "
+            f"free some space, then {then}"
+        ) from None
+
+
+def _train_run(
+    models: tuple[str, ...],
+    base: Config,
+    overrides: dict[str, Any],
+    run_dir: Path,
+    data_dir: Path | None,
+    ae_run: Path | None,
+    resume: bool,
+    download: bool,
+    hardware: Hardware,
+) -> list[dict]:
+    """Resolve the config, load the data, record the run and train each model in turn."""
     data_dir = runs.data_dir_for(run_dir, data_dir)
     ae_checkpoint = runs.checkpoint(ae_run or run_dir, "ae")
-    if "ae" not in models and not resume and ae_checkpoint.is_file():  # (missing: _attach_encoder says so)
+    if "ae" not in models and not resume and ae_checkpoint.is_file():  # (missing: _start says so)
         overrides = {**overrides, **pin_encoder_shape(ae_checkpoint, overrides)}
     config = resolve_config(run_dir, base, overrides, resume)
     splits = data_mod.load_splits(
@@ -356,7 +404,7 @@ def train_models(
             if resume and runs.read_summary(run_dir, name):
                 print(f"{label}: finished before the interruption (summary.json), skipped", flush=True)
                 continue
-            try:
+            with _stop_line(name, run_dir, hardware):
                 summary = train_one(
                     name,
                     config,
@@ -367,16 +415,25 @@ def train_models(
                     hardware=hardware,
                     label=label,
                 )
-            except Interrupted as stop:
-                signame = signal.Signals(stop.signum).name
-                raise Interrupted(
-                    stop.signum,
-                    f"{signame}: stopped while training the {name}; run folder {run_dir}; "
-                    f"resume: {resume_command(run_dir, hardware)}",
-                ) from None
             if summary is not None:
                 print(format_summary(summary))
                 summaries.append(summary)
     if summaries:
         print(f"run folder: {run_dir}")
     return summaries
+
+
+@contextmanager
+def _stop_line(name: str, run_dir: Path, hardware: Hardware) -> Iterator[None]:
+    """A signal while ``name`` trains becomes the one line naming the run folder and how to resume."""
+    try:
+        yield
+    except Interrupted as stop:
+        if hardware.progress:  # the bar left the cursor at the end of its line: the stop line gets its own
+            print(file=sys.stderr, flush=True)
+        signame = signal.Signals(stop.signum).name
+        raise Interrupted(
+            stop.signum,
+            f"{signame}: stopped while training the {name}; run folder {run_dir}; "
+            f"resume: {resume_command(run_dir, hardware)}",
+        ) from None

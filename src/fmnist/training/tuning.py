@@ -399,6 +399,26 @@ def _classifier_base(ae_run: Path | None, overrides: dict[str, Any]) -> tuple[Pa
     return checkpoint, run.pin_encoder_shape(checkpoint, overrides)
 
 
+def trial_base(
+    target_name: str, space: tuple[Param, ...], base: Config, overrides: dict[str, Any], ae_run: Path | None
+) -> tuple[Config, Path | None, dict[str, Any]]:
+    """The config every trial starts from (the flags on ``base``, TUNE_EPOCHS unless --epochs), the
+    AE checkpoint a classifier study starts from, and the fields that study pins."""
+    target = parse_target(target_name)
+    for p in space:
+        if overrides.get(p.name) is not None:
+            flag = "--" + p.name.replace("_", "-")
+            raise ConfigError(f"{flag} is searched by `fmnist tune {target_name}`: set its range with {p.flag}")
+    config = base.updated(**{"epochs": TUNE_EPOCHS, **{k: v for k, v in overrides.items() if v is not None}})
+    for p in space:  # both ends of each range must be valid values (e.g. latent_dim >= 1)
+        for end in (p.low, p.high):
+            config.updated(**{p.name: p.kind(end)})
+    if target.model != "classifier":
+        return config, None, {}
+    ae_checkpoint, fixed = _classifier_base(ae_run, overrides)
+    return config.updated(**fixed), ae_checkpoint, fixed
+
+
 def tune(
     target_name: str,
     base: Config,
@@ -429,74 +449,76 @@ def tune(
         raise ConfigError("--trials must be >= 0")
     if heartbeat < 1:
         raise ConfigError("--heartbeat must be >= 1 second")
-    for p in space:
-        if overrides.get(p.name) is not None:
-            flag = "--" + p.name.replace("_", "-")
-            raise ConfigError(f"{flag} is searched by `fmnist tune {target_name}`: set its range with {p.flag}")
-    config = base.updated(**{"epochs": TUNE_EPOCHS, **{k: v for k, v in overrides.items() if v is not None}})
-    for p in space:  # both ends of each range must be valid values (e.g. latent_dim >= 1)
-        for end in (p.low, p.high):
-            config.updated(**{p.name: p.kind(end)})
-    ae_checkpoint, fixed = None, {}
-    if target.model == "classifier":
-        ae_checkpoint, fixed = _classifier_base(ae_run, overrides)
-        config = config.updated(**fixed)
+    config, ae_checkpoint, fixed = trial_base(target_name, space, base, overrides, ae_run)
     if data_dir is not None and not Path(data_dir).exists():
         raise DataError(f"--data-dir {data_dir} does not exist")
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     splits = validation_splits(data_dir, config, download)
 
     run_dir = Path(run_dir) if run_dir is not None else runs.new_run_dir()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    url = storage_url(storage, run_dir)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = open_shared_study(
-        url,
-        study_name or f"fmnist-{target_name}",
-        target_name,
-        fixed,
-        heartbeat=heartbeat,
-        pruner=pruner,
-        sampler_seed=sampler_seed,
-    )
-    stale = fail_stale(study)
-    if stale:
-        echo(f"marked trial(s) {', '.join(map(str, stale))} failed: their process stopped (no heartbeat)")
-    before = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-    echo(f"study {study.study_name} in {_shown(url)}: {before} complete trial(s) so far, running {trials} more")
+    # tune workers of one study may share a folder (trial folders are numbered by the study); a
+    # `fmnist train` into it may not, nor a tune while one trains there
+    with runs.hold_lock(run_dir / runs.LOCK_FILE, "fmnist tune", f"run folder {run_dir}", shared=True):
+        url = storage_url(storage, run_dir)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = open_shared_study(
+            url,
+            study_name or f"fmnist-{target_name}",
+            target_name,
+            fixed,
+            heartbeat=heartbeat,
+            pruner=pruner,
+            sampler_seed=sampler_seed,
+        )
+        stale = fail_stale(study)
+        if stale:
+            echo(f"marked trial(s) {', '.join(map(str, stale))} failed: their process stopped (no heartbeat)")
+        before = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        echo(f"study {study.study_name} in {_shown(url)}: {before} complete trial(s) so far, running {trials} more")
 
-    monitor = MODULES[target.model].objective
+        monitor = MODULES[target.model].objective
 
-    def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
-        echo(describe(trial, monitor))
-        write_best(study, run_dir)  # kept current, so a killed study still has its best so far
+        def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
+            echo(describe(trial, monitor))
+            write_best(study, run_dir)  # kept current, so a killed study still has its best so far
 
-    torch.set_float32_matmul_precision("high")
-    run.quiet_lightning()
-    objective = make_objective(
-        target,
-        space,
-        config,
-        splits,
-        run_dir,
-        hardware,
-        ae_checkpoint=ae_checkpoint,
-        pruning=pruner != "none",
-        data_dir=data_dir,
-    )
-    study.optimize(objective, n_trials=trials, callbacks=[after_trial])
+        torch.set_float32_matmul_precision("high")
+        run.quiet_lightning()
+        objective = make_objective(
+            target,
+            space,
+            config,
+            splits,
+            run_dir,
+            hardware,
+            ae_checkpoint=ae_checkpoint,
+            pruning=pruner != "none",
+            data_dir=data_dir,
+        )
+        study.optimize(objective, n_trials=trials, callbacks=[after_trial])
+        retrain = f"fmnist train --model {target.model} " + (f"--ae-run {ae_run} " if ae_run is not None else "")
+        report_study(study, run_dir, monitor, retrain, plots, echo)
+    return study
 
+
+def count_trials(study: optuna.Study) -> str:
+    """``3 complete, 1 pruned trial(s) in the study`` (``0 trial(s)`` for an empty one)."""
     counts = {s: len(study.get_trials(deepcopy=False, states=(s,))) for s in TrialState}
-    echo(", ".join(f"{n} {s.name.lower()}" for s, n in counts.items() if n) + " trial(s) in the study")
+    return (", ".join(f"{n} {s.name.lower()}" for s, n in counts.items() if n) or "0") + " trial(s) in the study"
+
+
+def report_study(
+    study: optuna.Study, run_dir: Path, monitor: str, retrain: str, plots: bool, echo: Callable[[str], None]
+) -> None:
+    """The closing lines: the trial counts, the best trial and how to retrain it, the plots."""
+    echo(count_trials(study))
     best = write_best(study, run_dir)
     if best is not None:
         echo(f"best: {describe(study.best_trial, monitor)}")
-        retrain = f"--ae-run {ae_run} " if ae_run is not None else ""
-        echo(f"best parameters: {best}; retrain: fmnist train --model {target.model} {retrain}--params {best}")
+        echo(f"best parameters: {best}; retrain: {retrain}--params {best}")
     if plots:
         written, notices = save_plots(study, run_dir, monitor)
         for notice in notices:
             echo(f"notice: {notice}")
         if written:
             echo(f"plots: {', '.join(str(p) for p in written)}")
-    return study
