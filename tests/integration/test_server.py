@@ -33,6 +33,7 @@ from fmnist import CLASS_NAMES
 from fmnist.runtime import images
 from fmnist.runtime.sampling import SAMPLERS
 from fmnist.serve.app import create_app
+from fmnist.serve.served import bundle_id
 from fmnist.serve.settings import ConnectionSettings, ServerSettings, Settings
 
 LIMIT = 64 * 1024  # body limit of the test server
@@ -104,9 +105,12 @@ def wait_ready(proc: subprocess.Popen, url: str, timeout: float) -> None:
 def test_health_ready_and_model(client, fake):
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json() == {"status": "ready", "provider": "fake"}
-    manifest = client.get("/v1/model").json()
-    assert manifest == {k: v for k, v in fake.manifest.items() if k != "files"}
+    r = client.get("/v1/model")
+    manifest = r.json()
+    want = {k: v for k, v in fake.manifest.items() if k != "files"}
+    assert manifest == want | {"bundle_id": bundle_id(fake.manifest)}
     assert "files" not in manifest
+    assert r.headers["x-fmnist-bundle"] == f"{manifest['bundle_id']}; created=unknown"
 
 
 def test_openapi_documents_the_api(client):
@@ -493,7 +497,7 @@ def test_serve_command_flags_and_errors(tmp_path):
 
 
 # A valid value other than the default for every str field; numbers and bools are derived.
-OTHER_VALUES = {"provider": "cpu", "host": "127.0.0.2", "log_level": "debug"}
+OTHER_VALUES = {"provider": "cpu", "host": "127.0.0.2", "log_level": "debug", "log_format": "json"}
 
 
 def other_value(field) -> object:

@@ -21,6 +21,7 @@ id: :mod:`fmnist.serve.served`) and ``ready``.
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 from contextlib import asynccontextmanager
@@ -31,11 +32,13 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
+from fmnist.artifacts import resolve_bundle_dir
 from fmnist.runtime.bundle import Bundle
 from fmnist.serve import served
 from fmnist.serve.error_handlers import add_error_handlers
 from fmnist.serve.metrics import Metrics
 from fmnist.serve.middleware import BodyLimit, Observe
+from fmnist.serve.rollout import Rollout
 from fmnist.serve.routes import generate, images, service
 from fmnist.serve.settings import Settings, from_env
 
@@ -46,15 +49,21 @@ SERVER_THREADS = 1
 
 
 def load_bundle(bundle_dir: str | Path | None, provider: str) -> Bundle:
-    """The bundle as the server runs it: verified now, one onnxruntime thread per call."""
-    return Bundle(bundle_dir, provider, threads=SERVER_THREADS)
+    """The bundle as the server runs it: verified now, one onnxruntime thread per call. A link is
+    followed first, so the sessions come from the version it named when verified, whatever the link
+    names by the time they are created."""
+    folder = resolve_bundle_dir(bundle_dir)
+    return Bundle(folder.resolve() if folder.is_symlink() else folder, provider, threads=SERVER_THREADS)
 
 
-def create_app(model_or_bundle_dir: Any = None, settings: Settings | None = None) -> FastAPI:
+def create_app(
+    model_or_bundle_dir: Any = None, settings: Settings | None = None, source: str | Path | None = None
+) -> FastAPI:
     """Build the API around a loaded ``Bundle`` (or anything with its interface) or a bundle folder.
 
     A folder (or None: ``resolve_bundle_dir(None)``) is loaded and verified at startup, in the
-    lifespan, so ``/readyz`` only turns ready once the model answers.
+    lifespan, so ``/readyz`` only turns ready once the model answers. SIGHUP and ``--watch``
+    reload from ``source``: the folder given, else a loaded model's ``folder`` (none: no reloads).
     """
     settings = settings or Settings()
     # /docs and /redoc load their scripts and styles from the package, not from a CDN: they work offline.
@@ -62,13 +71,13 @@ def create_app(model_or_bundle_dir: Any = None, settings: Settings | None = None
         title="fmnist",
         summary="Fashion-MNIST autoencoder, classifier and generator served from an ONNX bundle.",
         version=_package_version(),
-        lifespan=_lifespan(model_or_bundle_dir),
+        lifespan=_lifespan(model_or_bundle_dir, source),
     )
     app.state.settings, app.state.metrics = settings, Metrics()
     app.state.served, app.state.ready = None, False
     # Innermost first: BodyLimit inside Observe, so 413s are counted.
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    app.add_middleware(Observe, metrics=app.state.metrics)
+    app.add_middleware(Observe, state=app.state)
     add_error_handlers(app)
     app.include_router(images.router(settings))
     app.include_router(generate.router(settings))
@@ -76,14 +85,14 @@ def create_app(model_or_bundle_dir: Any = None, settings: Settings | None = None
     return app
 
 
-def _lifespan(model_or_bundle_dir: Any):
-    """Load (a folder), warm up and start serving the model before turning ready; drain at the end."""
+def _lifespan(model_or_bundle_dir: Any, source: str | Path | None):
+    """Load (a folder), warm up and start serving the model before turning ready; take new bundles
+    while serving (:mod:`fmnist.serve.rollout`); drain at the end."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        settings, model = app.state.settings, model_or_bundle_dir
-        if model is None or isinstance(model, (str, Path)):
-            model = await run_in_threadpool(load_bundle, model, settings.provider)
+        settings = app.state.settings
+        model, path = await _model_and_path(model_or_bundle_dir, source, settings.provider)
         await run_in_threadpool(served.warm_up, model)
         app.state.served = await served.start(model, settings, app.state.metrics)
         # The model, FastAPI and the batchers are long-lived: moved out of the collector's view, the
@@ -91,9 +100,12 @@ def _lifespan(model_or_bundle_dir: Any):
         gc.collect()
         gc.freeze()
         app.state.ready = True
-        log.info("fmnist serve: model ready (provider %s)", getattr(model, "provider", "?"))
+        provider = getattr(model, "provider", "?")
+        log.info("fmnist serve: model ready (provider %s, bundle %s)", provider, app.state.served.header)
+        rollout = Rollout(app.state, path, functools.partial(load_bundle, provider=settings.provider))
         try:
-            yield
+            async with rollout.running(settings.watch_interval if settings.watch else None):
+                yield
         finally:
             gc.unfreeze()  # an app embedded in a longer-lived process (tests) leaves it as it was
             app.state.ready = False
@@ -101,6 +113,15 @@ def _lifespan(model_or_bundle_dir: Any):
             await served.stop(app.state.served)
 
     return lifespan
+
+
+async def _model_and_path(model: Any, source: str | Path | None, provider: str) -> tuple[Any, Path | None]:
+    """The model (loaded here from a folder) and the path reloads read (None: no reloads)."""
+    if model is None or isinstance(model, (str, Path)):
+        path = resolve_bundle_dir(model)
+        return await run_in_threadpool(load_bundle, path, provider), Path(source or path)
+    folder = source or getattr(model, "folder", None)
+    return model, Path(folder) if folder else None
 
 
 def _package_version() -> str:

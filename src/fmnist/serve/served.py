@@ -68,7 +68,8 @@ async def start(model: Any, settings: Settings, metrics: Metrics) -> Served:
         else:
             batchers[op] = _direct(fn, on_batch)
     manifest = getattr(model, "manifest", {})
-    return Served(model, batchers, bundle_id(manifest), str(manifest.get("created", "unknown")))
+    created = str(manifest.get("created", "unknown")).encode("ascii", "replace").decode()  # a header is ASCII
+    return Served(model, batchers, bundle_id(manifest), created)
 
 
 async def stop(served: Served) -> None:

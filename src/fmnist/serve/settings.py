@@ -19,6 +19,7 @@ from fmnist.runtime.sessions import PROVIDERS
 # How `fmnist serve --workers N` hands the bundle and settings to its worker processes.
 ENV_VAR = "FMNIST_SERVE_CONFIG"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")  # uvicorn's
+LOG_FORMATS = ("text", "json")
 
 
 def option(
@@ -64,6 +65,15 @@ class Settings:
     )
     max_generate: int = option(1024, "Largest n for /v1/generate.", low=1)
     provider: str = option("auto", "onnxruntime provider: auto, cpu or cuda.", choices=PROVIDERS)
+    watch: bool = option(
+        False, "Poll --artifacts and serve a new bundle as soon as one is there (SIGHUP reloads in any case)."
+    )
+    watch_interval: float = option(2.0, "Seconds between two looks at --artifacts under --watch.", low=0.05)
+    log_format: str = option(
+        "text",
+        "Logs as uvicorn's plain lines, or json: one object per request and per server event.",
+        choices=LOG_FORMATS,
+    )
 
     def __post_init__(self) -> None:
         check(self)

@@ -31,8 +31,9 @@ async def readyz(request: Request) -> Response:
 
 @router.get("/v1/model", tags=["model"])
 async def model_info(request: Request) -> dict[str, Any]:
-    """The bundle's manifest, without the file hashes."""
-    return {k: v for k, v in serving(request).model.manifest.items() if k != "files"}
+    """The bundle's manifest, without the file hashes, and ``bundle_id``: the id ``x-fmnist-bundle`` names."""
+    bundle = serving(request)
+    return {k: v for k, v in bundle.model.manifest.items() if k != "files"} | {"bundle_id": bundle.bundle_id}
 
 
 @router.get("/metrics", tags=["service"], response_class=Response, responses={200: {"content": {CONTENT_TYPE: {}}}})
