@@ -9,6 +9,7 @@ options ``fmnist serve`` gives it (the guarded protocol, the shutdown bound).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
@@ -176,20 +177,16 @@ def stop(proc: subprocess.Popen) -> str:
     try:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(15)
-            except subprocess.TimeoutExpired:
-                pass
     finally:
         _kill_group(proc)
     return proc.communicate()[0].decode()
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 if __name__ == "__main__":  # python serve_fakes.py PORT DELAY [DRAIN]: serve FakeModel(DELAY)
