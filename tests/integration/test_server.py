@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -497,7 +498,13 @@ def test_serve_command_flags_and_errors(tmp_path):
 
 
 # A valid value other than the default for every str field; numbers and bools are derived.
-OTHER_VALUES = {"provider": "cpu", "host": "127.0.0.2", "log_level": "debug", "log_format": "json"}
+OTHER_VALUES = {
+    "provider": "cpu",
+    "host": "127.0.0.2",
+    "log_level": "debug",
+    "log_format": "json",
+    "api_key_file": str(Path(__file__).with_name("api_keys.txt")),
+}
 
 
 def other_value(field) -> object:

@@ -36,6 +36,7 @@ from fmnist.artifacts import resolve_bundle_dir
 from fmnist.runtime.bundle import Bundle
 from fmnist.serve import served
 from fmnist.serve.error_handlers import add_error_handlers
+from fmnist.serve.keys import Keys, RequireKey
 from fmnist.serve.metrics import Metrics
 from fmnist.serve.middleware import BodyLimit, Observe
 from fmnist.serve.rollout import Rollout
@@ -75,7 +76,10 @@ def create_app(
     )
     app.state.settings, app.state.metrics = settings, Metrics()
     app.state.served, app.state.ready = None, False
-    # Innermost first: BodyLimit inside Observe, so 413s are counted.
+    app.state.keys = Keys(settings.api_key_file)
+    # Innermost first: the key check inside BodyLimit (an oversized body is refused unread, key or
+    # not), both inside Observe, so 401s and 413s are counted and carry the request's id.
+    app.add_middleware(RequireKey, state=app.state)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(Observe, state=app.state)
     add_error_handlers(app)
@@ -102,7 +106,9 @@ def _lifespan(model_or_bundle_dir: Any, source: str | Path | None):
         app.state.ready = True
         provider = getattr(model, "provider", "?")
         log.info("fmnist serve: model ready (provider %s, bundle %s)", provider, app.state.served.header)
-        rollout = Rollout(app.state, path, functools.partial(load_bundle, provider=settings.provider))
+        rollout = app.state.rollout = Rollout(
+            app.state, path, functools.partial(load_bundle, provider=settings.provider)
+        )
         try:
             async with rollout.running(settings.watch_interval if settings.watch else None):
                 yield
