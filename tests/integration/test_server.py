@@ -637,6 +637,37 @@ def test_serving_modules_do_not_import_the_training_stack():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def head_of(size: int) -> bytes:
+    """A GET /healthz whose head (request line, headers, final CRLF CRLF) is exactly ``size`` bytes."""
+    start, end = b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\nx-pad: ", b"\r\n\r\n"
+    return start + b"a" * (size - len(start) - len(end)) + end
+
+
+def send_and_read(port: int, *parts: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        for part in parts:
+            s.sendall(part)
+            time.sleep(0.05)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize("size, status", [(65536, 200), (65537, 431), (65 * 1024, 431), (100 * 1024, 431)])
+def test_the_64_kib_head_limit_holds_to_the_byte(server, size, status):
+    """Counted to the end of the head, also when it comes in one piece with its end (where the
+    count used to stop, letting ~100 KiB through)."""
+    assert send_and_read(server.port, head_of(size)).startswith(b"HTTP/1.1 %d " % status)
+
+
+def test_a_head_whose_end_straddles_two_reads_is_counted_once(server):
+    head = head_of(65536)
+    for cut in (2, 3, 4, 5):  # inside the final CRLF CRLF, and just before it
+        answer = send_and_read(server.port, head[:-cut], head[-cut:])
+        assert answer.startswith(b"HTTP/1.1 200 "), answer[:100]
+
+
 def test_images_with_too_many_pixels_are_refused_from_the_header(client):
     """A 17 kB PNG can hold 12000x12000 pixels (seconds of decoding): refused before decoding."""
     for side in (3000, 14000):  # over --max-pixels; 14000^2 is also a Pillow decompression bomb
