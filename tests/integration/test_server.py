@@ -71,6 +71,7 @@ def check_classify(result: dict, filename: str, value: int) -> None:
     assert result["label"] == label and result["class"] == CLASS_NAMES[label]
     assert result["probability"] == pytest.approx(p[label], abs=1e-6)
     assert result["probabilities"] == pytest.approx(p.tolist(), abs=1e-6)
+    assert result["no_garment"] is True  # one grey level: nothing stands out
 
 
 def metric(text: str, name: str, **labels: str) -> float | None:
@@ -131,9 +132,11 @@ def test_openapi_documents_the_api(client):
     form = paths["/v1/classify"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert form["properties"]["file"]["items"]["format"] == "binary"
     result = schema["components"]["schemas"]["ClassifyResult"]["properties"]
-    assert set(result) == {"filename", "label", "class", "probability", "probabilities"}
+    assert set(result) == {"filename", "label", "class", "probability", "probabilities", "no_garment"}
+    assert "no garment" in result["no_garment"]["description"]
     gen = schema["components"]["schemas"]["GenerateRequest"]["properties"]
     assert gen["sampler"]["enum"] == list(SAMPLERS) and gen["n"]["maximum"] == 64
+    assert (gen["scale"]["default"], gen["scale"]["minimum"], gen["scale"]["maximum"]) == (4, 1, 16)
     docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
 
@@ -190,6 +193,30 @@ def test_reconstruct_in_each_format(client):
     assert r.content == images.to_png(expected)
 
 
+@pytest.mark.parametrize("scale", [1, 2, 16])
+def test_generate_png_scale(client, scale):
+    r = client.post("/v1/generate", json={"n": 4, "seed": 2, "format": "png", "scale": scale})
+    assert r.status_code == 200 and r.content == images.to_png(FakeModel().generate(4, seed=2), scale=scale)
+    with Image.open(io.BytesIO(r.content)) as im:
+        assert im.size == (62 * scale, 62 * scale)  # 2x2 images of 28 px, 2 px padding
+
+
+@pytest.mark.parametrize("scale", [0, 17, 2.5, "4", True])
+def test_generate_refuses_a_scale_outside_1_to_16(client, scale):
+    r = client.post("/v1/generate", json={"n": 1, "scale": scale})
+    assert r.status_code == 422 and "scale" in r.json()["error"]
+
+
+def test_classify_says_which_images_hold_a_garment(client):
+    garment = np.zeros((28, 28), np.uint8)
+    garment[6:22, 9:19] = 200
+    buf = io.BytesIO()
+    Image.fromarray(garment).save(buf, "PNG")
+    files = [("file", ("flat.png", png(230), "image/png")), ("file", ("g.png", buf.getvalue(), "image/png"))]
+    results = client.post("/v1/classify", files=files).json()["results"]
+    assert [r["no_garment"] for r in results] == [True, False]
+
+
 def test_generate_in_each_format(client):
     r = client.post("/v1/generate", json={"n": 3, "sampler": SAMPLERS[0], "seed": 8})
     got = np.array([x["image"] for x in r.json()["results"]])  # default without Accept: list
@@ -198,7 +225,7 @@ def test_generate_in_each_format(client):
 
     r = client.post("/v1/generate", json={"n": 3, "seed": 8}, headers={"accept": "image/png"})
     assert r.headers["content-type"] == "image/png"
-    assert r.content == images.to_png(FakeModel().generate(3, seed=8))
+    assert r.content == images.to_png(FakeModel().generate(3, seed=8), scale=4)  # the CLI's default scale
 
     r = client.post("/v1/generate", json={"n": 2, "seed": 1, "format": "png_base64"})
     pngs = [base64.b64decode(x["png"]) for x in r.json()["results"]]
@@ -739,7 +766,7 @@ def test_real_model_encode_reconstruct_generate(real):
         r = client.post("/v1/generate", json={"n": 4, "sampler": sampler, "seed": 3, "format": "list"})
         np.testing.assert_allclose([e["image"] for e in r.json()["results"]], model.generate(4, sampler, 3), atol=1e-5)
     r = client.post("/v1/generate", json={"n": 4, "seed": 3}, headers={"accept": "image/png"})
-    assert r.content == images.to_png(model.generate(4, "kde", 3))
+    assert r.content == images.to_png(model.generate(4, "kde", 3), scale=4)
 
 
 @pytest.mark.parametrize(

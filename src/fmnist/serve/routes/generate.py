@@ -18,7 +18,7 @@ def router(settings: Settings) -> APIRouter:
         """New images from the chosen latent sampler."""
         model = serving(request).model
         x = await run_in_threadpool(model.generate, body.n, body.sampler, body.seed)
-        return await images_response(x, None, body.format, request)
+        return await images_response(x, None, body.format, request, body.scale)
 
     routes = APIRouter(tags=["model"])
     routes.post(

@@ -8,6 +8,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from fmnist.runtime import images
 from fmnist.serve.dependencies import Uploads, read_uploads, serving
 from fmnist.serve.responses import images_response
 from fmnist.serve.schemas import (
@@ -47,8 +48,9 @@ async def classify(request: Request, uploads: Uploads = Depends(read_uploads)) -
             "class": class_names[label],
             "probability": float(p[label]),
             "probabilities": p.tolist(),
+            "no_garment": images.is_blank(x),
         }
-        for name, label, p in zip(uploads.names, labels, probs, strict=True)
+        for name, label, p, x in zip(uploads.names, labels, probs, uploads.images, strict=True)
     ]
     return JSONResponse({"results": results})
 
