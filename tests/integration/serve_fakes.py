@@ -9,6 +9,7 @@ options ``fmnist serve`` gives it (the guarded protocol, the shutdown bound).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
@@ -154,7 +155,7 @@ def start_serve(bundle: Path, *args: str, fd_limits: tuple[int, int | None] | No
         [sys.executable, "-m", "fmnist", "serve", "--artifacts", str(bundle), "--port", str(port),
          "--provider", "cpu", *args],
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=lower_limits,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=lower_limits, start_new_session=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -165,20 +166,27 @@ def start_serve(bundle: Path, *args: str, fd_limits: tuple[int, int | None] | No
         except httpx.TransportError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
+            _kill_group(proc)
             raise RuntimeError(f"fmnist serve did not start: {proc.communicate()[0].decode()}")
         time.sleep(0.1)
 
 
 def stop(proc: subprocess.Popen) -> str:
-    """SIGTERM (a kill after 15 s), then everything the server printed."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    """SIGTERM (a kill after 15 s), then everything the server printed; nothing of its process
+    group (workers) outlives it."""
+    try:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(15)
+    finally:
+        _kill_group(proc)
     return proc.communicate()[0].decode()
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 if __name__ == "__main__":  # python serve_fakes.py PORT DELAY [DRAIN]: serve FakeModel(DELAY)

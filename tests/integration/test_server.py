@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -33,6 +34,7 @@ from fmnist import CLASS_NAMES
 from fmnist.runtime import images
 from fmnist.runtime.sampling import SAMPLERS
 from fmnist.serve.app import create_app
+from fmnist.serve.served import bundle_id
 from fmnist.serve.settings import ConnectionSettings, ServerSettings, Settings
 
 LIMIT = 64 * 1024  # body limit of the test server
@@ -69,6 +71,7 @@ def check_classify(result: dict, filename: str, value: int) -> None:
     assert result["label"] == label and result["class"] == CLASS_NAMES[label]
     assert result["probability"] == pytest.approx(p[label], abs=1e-6)
     assert result["probabilities"] == pytest.approx(p.tolist(), abs=1e-6)
+    assert result["no_garment"] is True  # one grey level: nothing stands out
 
 
 def metric(text: str, name: str, **labels: str) -> float | None:
@@ -104,9 +107,12 @@ def wait_ready(proc: subprocess.Popen, url: str, timeout: float) -> None:
 def test_health_ready_and_model(client, fake):
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json() == {"status": "ready", "provider": "fake"}
-    manifest = client.get("/v1/model").json()
-    assert manifest == {k: v for k, v in fake.manifest.items() if k != "files"}
+    r = client.get("/v1/model")
+    manifest = r.json()
+    want = {k: v for k, v in fake.manifest.items() if k != "files"}
+    assert manifest == want | {"bundle_id": bundle_id(fake.manifest)}
     assert "files" not in manifest
+    assert r.headers["x-fmnist-bundle"] == f"{manifest['bundle_id']}; created=unknown"
 
 
 def test_openapi_documents_the_api(client):
@@ -126,9 +132,11 @@ def test_openapi_documents_the_api(client):
     form = paths["/v1/classify"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert form["properties"]["file"]["items"]["format"] == "binary"
     result = schema["components"]["schemas"]["ClassifyResult"]["properties"]
-    assert set(result) == {"filename", "label", "class", "probability", "probabilities"}
+    assert set(result) == {"filename", "label", "class", "probability", "probabilities", "no_garment"}
+    assert "no garment" in result["no_garment"]["description"]
     gen = schema["components"]["schemas"]["GenerateRequest"]["properties"]
     assert gen["sampler"]["enum"] == list(SAMPLERS) and gen["n"]["maximum"] == 64
+    assert (gen["scale"]["default"], gen["scale"]["minimum"], gen["scale"]["maximum"]) == (4, 1, 16)
     docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
 
@@ -185,6 +193,30 @@ def test_reconstruct_in_each_format(client):
     assert r.content == images.to_png(expected)
 
 
+@pytest.mark.parametrize("scale", [1, 2, 16])
+def test_generate_png_scale(client, scale):
+    r = client.post("/v1/generate", json={"n": 4, "seed": 2, "format": "png", "scale": scale})
+    assert r.status_code == 200 and r.content == images.to_png(FakeModel().generate(4, seed=2), scale=scale)
+    with Image.open(io.BytesIO(r.content)) as im:
+        assert im.size == (62 * scale, 62 * scale)  # 2x2 images of 28 px, 2 px padding
+
+
+@pytest.mark.parametrize("scale", [0, 17, 2.5, "4", True])
+def test_generate_refuses_a_scale_outside_1_to_16(client, scale):
+    r = client.post("/v1/generate", json={"n": 1, "scale": scale})
+    assert r.status_code == 422 and "scale" in r.json()["error"]
+
+
+def test_classify_says_which_images_hold_a_garment(client):
+    garment = np.zeros((28, 28), np.uint8)
+    garment[6:22, 9:19] = 200
+    buf = io.BytesIO()
+    Image.fromarray(garment).save(buf, "PNG")
+    files = [("file", ("flat.png", png(230), "image/png")), ("file", ("g.png", buf.getvalue(), "image/png"))]
+    results = client.post("/v1/classify", files=files).json()["results"]
+    assert [r["no_garment"] for r in results] == [True, False]
+
+
 def test_generate_in_each_format(client):
     r = client.post("/v1/generate", json={"n": 3, "sampler": SAMPLERS[0], "seed": 8})
     got = np.array([x["image"] for x in r.json()["results"]])  # default without Accept: list
@@ -193,7 +225,7 @@ def test_generate_in_each_format(client):
 
     r = client.post("/v1/generate", json={"n": 3, "seed": 8}, headers={"accept": "image/png"})
     assert r.headers["content-type"] == "image/png"
-    assert r.content == images.to_png(FakeModel().generate(3, seed=8))
+    assert r.content == images.to_png(FakeModel().generate(3, seed=8), scale=4)  # the CLI's default scale
 
     r = client.post("/v1/generate", json={"n": 2, "seed": 1, "format": "png_base64"})
     pngs = [base64.b64decode(x["png"]) for x in r.json()["results"]]
@@ -493,7 +525,13 @@ def test_serve_command_flags_and_errors(tmp_path):
 
 
 # A valid value other than the default for every str field; numbers and bools are derived.
-OTHER_VALUES = {"provider": "cpu", "host": "127.0.0.2", "log_level": "debug"}
+OTHER_VALUES = {
+    "provider": "cpu",
+    "host": "127.0.0.2",
+    "log_level": "debug",
+    "log_format": "json",
+    "api_key_file": str(Path(__file__).with_name("api_keys.txt")),
+}
 
 
 def other_value(field) -> object:
@@ -626,6 +664,37 @@ def test_serving_modules_do_not_import_the_training_stack():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def head_of(size: int) -> bytes:
+    """A GET /healthz whose head (request line, headers, final CRLF CRLF) is exactly ``size`` bytes."""
+    start, end = b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\nx-pad: ", b"\r\n\r\n"
+    return start + b"a" * (size - len(start) - len(end)) + end
+
+
+def send_and_read(port: int, *parts: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        for part in parts:
+            s.sendall(part)
+            time.sleep(0.05)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize("size, status", [(65536, 200), (65537, 431), (65 * 1024, 431), (100 * 1024, 431)])
+def test_the_64_kib_head_limit_holds_to_the_byte(server, size, status):
+    """Counted to the end of the head, also when it comes in one piece with its end (where the
+    count used to stop, letting ~100 KiB through)."""
+    assert send_and_read(server.port, head_of(size)).startswith(b"HTTP/1.1 %d " % status)
+
+
+def test_a_head_whose_end_straddles_two_reads_is_counted_once(server):
+    head = head_of(65536)
+    for cut in (2, 3, 4, 5):  # inside the final CRLF CRLF, and just before it
+        answer = send_and_read(server.port, head[:-cut], head[-cut:])
+        assert answer.startswith(b"HTTP/1.1 200 "), answer[:100]
+
+
 def test_images_with_too_many_pixels_are_refused_from_the_header(client):
     """A 17 kB PNG can hold 12000x12000 pixels (seconds of decoding): refused before decoding."""
     for side in (3000, 14000):  # over --max-pixels; 14000^2 is also a Pillow decompression bomb
@@ -697,7 +766,7 @@ def test_real_model_encode_reconstruct_generate(real):
         r = client.post("/v1/generate", json={"n": 4, "sampler": sampler, "seed": 3, "format": "list"})
         np.testing.assert_allclose([e["image"] for e in r.json()["results"]], model.generate(4, sampler, 3), atol=1e-5)
     r = client.post("/v1/generate", json={"n": 4, "seed": 3}, headers={"accept": "image/png"})
-    assert r.content == images.to_png(model.generate(4, "kde", 3))
+    assert r.content == images.to_png(model.generate(4, "kde", 3), scale=4)
 
 
 @pytest.mark.parametrize(

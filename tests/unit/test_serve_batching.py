@@ -137,3 +137,22 @@ def test_stopped_batcher_refuses_calls_and_bad_limits_are_errors():
         MicroBatcher(Recorder(), max_batch=0)
     with pytest.raises(ValueError, match="max_wait_ms"):
         MicroBatcher(Recorder(), max_wait_ms=-1)
+
+
+def test_drain_answers_every_queued_call_then_stops():
+    async def main():
+        fn = Recorder(delay=0.01)
+        batcher = MicroBatcher(fn, max_batch=2, max_wait_ms=1)
+        await batcher.start()
+        calls = [asyncio.ensure_future(batcher(np.full((1, 3), i, np.float32))) for i in range(7)]
+        await asyncio.sleep(0)  # every call queued
+        await batcher.drain()
+        results = [c.result() for c in calls]
+        with pytest.raises(RuntimeError, match="not running"):
+            await batcher(np.zeros((1, 3), np.float32))
+        return fn.sizes, results
+
+    sizes, results = asyncio.run(main())
+    assert sum(sizes) == 7 and max(sizes) <= 2
+    for i, y in enumerate(results):
+        np.testing.assert_array_equal(y, np.full((1, 3), 2 * i + 1, np.float32))

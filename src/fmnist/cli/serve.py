@@ -49,18 +49,23 @@ def run(artifacts: Path | None, settings: Settings, server: ServerSettings, conn
     import uvicorn
 
     from fmnist.artifacts import resolve_bundle_dir
+    from fmnist.runtime.sessions import notice
     from fmnist.serve import settings as settings_env
     from fmnist.serve.app import create_app, load_bundle
     from fmnist.serve.connections import uvicorn_options
+    from fmnist.serve.keys import open_notice
+    from fmnist.serve.logs import log_config
 
     bundle_dir = resolve_bundle_dir(artifacts)
+    if warning := open_notice(server.host, settings.api_key_file):
+        notice(warning)
     # Loaded and verified here, not in the lifespan, so a broken bundle is one line and exit code 2
     # (sessions start later, on first use).
     bundle = load_bundle(bundle_dir, settings.provider)
-    options = uvicorn_options(server, connections)
+    options = uvicorn_options(server, connections) | {"log_config": log_config(settings.log_format, server.log_level)}
     if server.workers == 1:
         del options["workers"]
-        uvicorn.run(create_app(bundle, settings), **options)
+        uvicorn.run(create_app(bundle, settings, source=bundle_dir), **options)
     else:
         from fmnist.serve.metrics import multiprocess_dir
 

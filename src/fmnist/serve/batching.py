@@ -54,6 +54,8 @@ class MicroBatcher:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"fmnist-{self.name}")
         self._wake = asyncio.Event()  # set while calls are pending
         self._ready = asyncio.Event()  # set when a full batch is pending or the wait is over
+        self._idle = asyncio.Event()  # set while nothing is pending or running
+        self._idle.set()
         self._task = self._loop.create_task(self._run(), name=f"fmnist-{self.name}")
 
     async def stop(self) -> None:
@@ -70,12 +72,19 @@ class MicroBatcher:
                 fut.set_exception(RuntimeError("the server is shutting down"))
         self._executor.shutdown(wait=True)
 
+    async def drain(self) -> None:
+        """Answer every call already made, then stop (a rollout retires a bundle's batchers so)."""
+        if self._task is not None and not self._task.done():
+            await self._idle.wait()
+        await self.stop()
+
     async def __call__(self, x: np.ndarray) -> np.ndarray:
         if self._task is None or self._task.done():
             raise RuntimeError(f"batcher {self.name!r} is not running")
         fut = self._loop.create_future()
         self._pending.append((x, fut, time.monotonic()))
         self._pending_rows += len(x)
+        self._idle.clear()
         self._wake.set()
         if self._pending_rows >= self.max_batch:
             self._ready.set()
@@ -97,6 +106,8 @@ class MicroBatcher:
 
     async def _run(self) -> None:
         while True:
+            if not self._pending:
+                self._idle.set()
             await self._wake.wait()
             if self._pending_rows < self.max_batch and self.max_wait > 0:
                 delay = self._pending[0][2] + self.max_wait - time.monotonic()

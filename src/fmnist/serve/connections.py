@@ -124,6 +124,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._timer = None
         self._waiting_for: str | None = None  # "headers", "body" or None (a request in flight)
         self._header_bytes = 0
+        self._head_tail = b""  # the last bytes of a head still coming in
         self._request_begun = False  # some bytes of the awaited request have come
 
     # --- timers
@@ -186,11 +187,20 @@ class GuardedProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._waiting_for == "headers":
             self._request_begun = True
+            if not self._head_fits(data):
+                return
         super().data_received(data)
-        if self._waiting_for == "headers" and not self.transport.is_closing():
-            self._header_bytes += len(data)
-            if self._header_bytes > MAX_HEADER_BYTES:
-                self._close(431, b"Request Header Fields Too Large", f"request headers over {MAX_HEADER_BYTES} bytes")
+
+    def _head_fits(self, data: bytes) -> bool:
+        """Count the bytes of ``data`` up to the end of the request's head; past MAX_HEADER_BYTES,
+        431 and close. Counted before parsing, so the chunk that completes the head counts too."""
+        joined = self._head_tail + data if self._head_tail else data  # the end may straddle two chunks
+        end = joined.find(b"\r\n\r\n")
+        self._header_bytes += len(data) if end < 0 else end + 4 - len(self._head_tail)
+        self._head_tail = joined[-3:] if end < 0 else b""
+        if self._header_bytes > MAX_HEADER_BYTES and not self.transport.is_closing():
+            self._close(431, b"Request Header Fields Too Large", f"request headers over {MAX_HEADER_BYTES} bytes")
+        return not self.transport.is_closing()
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()

@@ -63,6 +63,12 @@ class Metrics:
             buckets=BATCH_BUCKETS,
             registry=self.registry,
         )
+        self.reloads = Counter(
+            "fmnist_bundle_reloads",  # exposed as fmnist_bundle_reloads_total
+            "Bundle reloads (SIGHUP or --watch), by result: ok, or failed (the bundle was refused).",
+            ("result",),
+            registry=self.registry,
+        )
         # Label children by label values: `.labels()` checks and converts its arguments on every call,
         # which is most of the cost per request; a dict lookup is not.
         self._request_series: dict[tuple[str, str, int], tuple] = {}
@@ -84,6 +90,9 @@ class Metrics:
         if series is None:
             series = self._batch_series[op] = self.batch_size.labels(op)
         series.observe(size)
+
+    def observe_reload(self, ok: bool) -> None:
+        self.reloads.labels("ok" if ok else "failed").inc()
 
     def render(self) -> bytes:
         """The text exposition of this process, or of every worker in the multiprocess mode."""

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fmnist.cli.inference import DEFAULT_SCALE, MAX_SCALE  # the CLI's, so both draw the same grid
 from fmnist.runtime.images import INVERT_CHOICES
 from fmnist.runtime.sampling import DEFAULT_SAMPLER, SAMPLERS
 
@@ -22,6 +23,9 @@ class ClassifyResult(BaseModel):
     class_: str = Field(alias="class", description="Class name.")
     probability: float = Field(description="Probability of `label`.")
     probabilities: list[float] = Field(description="All 10 class probabilities, by index.")
+    no_garment: bool = Field(
+        description="True when the image holds no garment (blank, or one flat colour): its class is then a guess."
+    )
 
 
 class ClassifyResponse(BaseModel):
@@ -118,5 +122,11 @@ def generate_request(max_generate: int) -> type[BaseModel]:
         sampler: Literal[SAMPLERS] = Field(DEFAULT_SAMPLER, description="Latent sampler.")
         seed: int = Field(0, ge=0, le=2**32 - 1, description="Same seed, same images.")
         format: ImageFormat | None = Field(None, description="png (a grid), list or png_base64; default from Accept.")
+        scale: int = Field(
+            DEFAULT_SCALE,
+            ge=1,
+            le=MAX_SCALE,
+            description="Format png: PNG pixels per image pixel, nearest neighbour (1 keeps 28 px per image).",
+        )
 
     return GenerateRequest

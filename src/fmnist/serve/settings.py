@@ -15,10 +15,12 @@ from typing import Any
 from fmnist.errors import ConfigError
 from fmnist.runtime.limits import MAX_PIXELS
 from fmnist.runtime.sessions import PROVIDERS
+from fmnist.serve.keys import read_key_file
 
 # How `fmnist serve --workers N` hands the bundle and settings to its worker processes.
 ENV_VAR = "FMNIST_SERVE_CONFIG"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")  # uvicorn's
+LOG_FORMATS = ("text", "json")
 
 
 def option(
@@ -64,9 +66,28 @@ class Settings:
     )
     max_generate: int = option(1024, "Largest n for /v1/generate.", low=1)
     provider: str = option("auto", "onnxruntime provider: auto, cpu or cuda.", choices=PROVIDERS)
+    watch: bool = option(
+        False, "Poll --artifacts and serve a new bundle as soon as one is there (SIGHUP reloads in any case)."
+    )
+    watch_interval: float = option(2.0, "Seconds between two looks at --artifacts under --watch.", low=0.05)
+    api_key_file: str = option(
+        "",
+        "File of API keys, one per line, re-read on reload. With it or $FMNIST_API_KEYS (comma-separated) set, "
+        "every route but the probes needs `Authorization: Bearer KEY` or `X-API-Key: KEY`.",
+    )
+    public_docs_metrics: bool = option(
+        False, "Serve /metrics, /docs, /redoc and /openapi.json without an API key when keys are on."
+    )
+    log_format: str = option(
+        "text",
+        "Logs as uvicorn's plain lines, or json: one object per request and per server event.",
+        choices=LOG_FORMATS,
+    )
 
     def __post_init__(self) -> None:
         check(self)
+        if self.api_key_file:
+            read_key_file(self.api_key_file)  # a missing or empty key file stops the start, naming the flag
         # Imported here, not at the top: the sampling module brings numpy, which --help does not need.
         from fmnist.runtime.sampling import MAX_GENERATE
 
