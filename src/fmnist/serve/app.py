@@ -36,6 +36,7 @@ from fmnist.errors import InputError
 from fmnist.runtime import images
 from fmnist.runtime.bundle import Bundle
 from fmnist.runtime.images import INVERT_CHOICES
+from fmnist.serve import v2
 from fmnist.serve.batching import MicroBatcher
 from fmnist.serve.metrics import CONTENT_TYPE, Metrics
 from fmnist.serve.middleware import BodyLimit, Observe
@@ -109,12 +110,14 @@ def create_app(model_or_bundle_dir: Any = None, settings: Settings | None = None
         gc.collect()
         gc.freeze()
         state["ready"] = True
+        app.state.model, app.state.batchers = model, state["batchers"]  # what the /v2 router reads
         log.info("fmnist serve: model ready (provider %s)", getattr(model, "provider", "?"))
         try:
             yield
         finally:
             gc.unfreeze()  # an app embedded in a longer-lived process (tests) leaves it as it was
             state["ready"] = False
+            app.state.model, app.state.batchers = None, {}
             metrics.close()
             for batcher in state["batchers"].values():
                 if isinstance(batcher, MicroBatcher):
@@ -132,6 +135,7 @@ def create_app(model_or_bundle_dir: Any = None, settings: Settings | None = None
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(Observe, metrics=metrics)
     _add_error_handlers(app)
+    app.include_router(v2.router)  # the Open Inference Protocol (KServe V2) beside /v1
 
     async def read_uploads(request: Request) -> tuple[list[str], np.ndarray]:
         """The ``file`` uploads of a multipart request, decoded to [k,28,28] in upload order."""
