@@ -71,7 +71,7 @@ class Tally:
 async def _answer(reader: asyncio.StreamReader) -> tuple[str, bool]:
     """(outcome, the server closes the connection) of one HTTP response."""
     head = await reader.readuntil(b"\r\n\r\n")
-    length = int(re.search(rb"content-length: *(\d+)", head, re.I).group(1))
+    length = int(re.search(rb"^content-length: *(\d+)", head, re.I | re.M).group(1))
     await reader.readexactly(length)
     status = head[9:12].decode()
     closes = re.search(rb"^connection: *close", head, re.I | re.M) is not None

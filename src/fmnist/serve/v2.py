@@ -43,6 +43,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import Route
 
 from fmnist.errors import InputError
 from fmnist.runtime import images
@@ -189,10 +190,13 @@ async def model_ready(name: str, request: Request) -> Response:
 # --------------------------------------------------------------------------- inference
 
 
-@router.post("/models/{name}/infer")
-async def infer(name: str, request: Request) -> Response:
-    """Run model ``name`` on the request's tensors (JSON or binary); answer its outputs."""
-    m = find_model(request, name)
+async def infer(request: Request) -> Response:
+    """Run the model named in the path on the request's tensors (JSON or binary); answer its outputs.
+
+    A plain Starlette route: FastAPI's parameter solving would cost more than the rest of the
+    protocol's handling (the image model must keep up with /v1/classify)."""
+    request.scope.setdefault("route", INFER)  # the metrics' route label (FastAPI sets it for its own routes only)
+    m = find_model(request, request.path_params["name"])
     header, binary = split_body(await request.body(), request.headers.get(HEADER_LENGTH))
     inputs = read_inputs(header, binary, m)
     wanted = requested_outputs(header, m)
@@ -207,6 +211,10 @@ async def infer(name: str, request: Request) -> Response:
     if "id" in header:
         answer = {"id": header["id"], **answer}
     return encode_answer(answer, outputs, wanted)
+
+
+INFER = Route("/v2/models/{name}/infer", infer, methods=["POST"], include_in_schema=False)
+router.routes.append(INFER)
 
 
 def split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], bytes]:
