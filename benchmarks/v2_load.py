@@ -157,9 +157,8 @@ def main() -> None:
         kill(proc)
     v1, v2 = statistics.median(rates["v1"]), statistics.median(rates["v2"])
     ratio = v2 / v1
-    print(
-        f"median: v1 {v1:.1f} req/s, v2 {v2:.1f} req/s, ratio {ratio:.2f} (bar {BAR}): {'PASS' if ratio >= BAR else 'FAIL'}"
-    )
+    verdict = "PASS" if ratio >= BAR else "FAIL"
+    print(f"median: v1 {v1:.1f} req/s, v2 {v2:.1f} req/s, ratio {ratio:.2f} (bar {BAR}): {verdict}")
 
 
 if __name__ == "__main__":

@@ -61,8 +61,6 @@ def serve(artifacts: Path | None = None, **values: Any) -> None:
 def run(artifacts: Path | None, settings: Settings, server: ServerSettings, connections: ConnectionSettings) -> None:
     """Serve on ``server.host:server.port``: in this process with the bundle loaded here, or under a
     parent with ``server.workers`` processes (:mod:`fmnist.serve.processes`)."""
-    import uvicorn
-
     from fmnist.artifacts import resolve_bundle_dir
     from fmnist.serve import processes
     from fmnist.serve import settings as settings_env
@@ -78,15 +76,14 @@ def run(artifacts: Path | None, settings: Settings, server: ServerSettings, conn
     sock = processes.listen(server.host, server.port)
     if server.workers == 1:
         del options["workers"]
-        processes.serve_one(uvicorn.Config(create_app(bundle, settings), **options), sock)
+        processes.run_server(create_app(bundle, settings), sock, **options)
         return
     from fmnist.serve.metrics import multiprocess_dir
 
     settings_env.to_env(str(bundle_dir), settings)
     # Set before the workers start, so each one's metrics go to files that /metrics sums.
     with multiprocess_dir():
-        config = uvicorn.Config("fmnist.serve.app:create_app_from_env", factory=True, **options)
-        processes.serve_workers(config, sock, server.workers)
+        processes.run_server("fmnist.serve.app:create_app_from_env", sock, factory=True, **options)
 
 
 def register(app: typer.Typer) -> None:

@@ -28,6 +28,7 @@ import signal
 import socket
 import sys
 import time
+from typing import Any
 
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
@@ -214,7 +215,13 @@ def _signal(pid: int | None, sig: int) -> None:
         os.kill(pid, sig)
 
 
-def serve_workers(config: uvicorn.Config, sock: socket.socket, workers: int) -> None:
+def run_server(app: Any, sock: socket.socket, workers: int = 1, **options: Any) -> None:
+    """``uvicorn.run`` on a bound socket: the app in this process, or (``app`` an import string)
+    ``workers`` processes under a ``Supervisor``. Returns once the server has drained."""
+    config = uvicorn.Config(app, workers=workers, **options)
+    if workers == 1:
+        serve_one(config, sock)
+        return
     code = Supervisor(config, sock, workers).run()
     if code:
         sys.exit(code)
