@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -231,3 +232,15 @@ def test_unknown_models_and_health_answers_over_plain_http(url):
     assert httpx.get(f"http://{url}/v2/health/live").status_code == 200
     assert httpx.get(f"http://{url}/v2/models/resnet50/ready").status_code == 400
     assert "/v2/models/{name}/infer" in httpx.get(f"http://{url}/metrics").text
+
+
+def test_the_readmes_tritonclient_example_runs(url, test_images, tmp_path, monkeypatch, capsys):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### The Open Inference Protocol", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    for name, data in zip(("shirt.png", "boot.png"), test_images[0], strict=False):
+        (tmp_path / name).write_bytes(data)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code.replace("localhost:8000", url), "README.md", "exec"), {})
+    printed = capsys.readouterr().out
+    assert " r1\n" in printed and "'name': 'encoder'" in printed, printed
