@@ -30,13 +30,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmarks.serve_load import BOUNDARY, free_port  # noqa: E402
+from benchmarks.serve_load import classify_request, free_port  # noqa: E402
 from benchmarks.workers_drain import kill, start  # noqa: E402
 
 BAR = 0.8
 
 
-def test_pngs(data_dir: Path, count: int) -> list[bytes]:
+def png_test_images(data_dir: Path, count: int) -> list[bytes]:
     from PIL import Image
 
     from fmnist.runtime.evaluation import read_idx
@@ -48,22 +48,6 @@ def test_pngs(data_dir: Path, count: int) -> list[bytes]:
         Image.fromarray(p).save(buf, "PNG")
         out.append(buf.getvalue())
     return out
-
-
-def v1_request(port: int, png: bytes) -> bytes:
-    body = (
-        (
-            f'--{BOUNDARY}\r\ncontent-disposition: form-data; name="file"; filename="x.png"\r\n'
-            "content-type: image/png\r\n\r\n"
-        ).encode()
-        + png
-        + f"\r\n--{BOUNDARY}--\r\n".encode()
-    )
-    head = (
-        f"POST /v1/classify HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
-        f"content-type: multipart/form-data; boundary={BOUNDARY}\r\ncontent-length: {len(body)}\r\n\r\n"
-    ).encode()
-    return head + body
 
 
 def v2_request(port: int, png: bytes) -> bytes:
@@ -97,7 +81,7 @@ async def check_equal(port: int, pngs: list[bytes]) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         for i, png in enumerate(pngs):
-            _, v1 = await exchange(reader, writer, v1_request(port, png))
+            _, v1 = await exchange(reader, writer, classify_request(port, png))
             head, v2 = await exchange(reader, writer, v2_request(port, png))
             want = np.array(json.loads(v1)["results"][0]["probabilities"], np.float32)
             if not np.array_equal(v2_probabilities(head, v2), want):
@@ -135,12 +119,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    pngs = test_pngs(Path(args.data_dir), args.images)
+    pngs = png_test_images(Path(args.data_dir), args.images)
     port = free_port()
     proc = start(args.artifacts, 1, port)
     try:
         asyncio.run(check_equal(port, pngs[:32]))
-        apis = {"v1": [v1_request(port, p) for p in pngs], "v2": [v2_request(port, p) for p in pngs]}
+        apis = {"v1": [classify_request(port, p) for p in pngs], "v2": [v2_request(port, p) for p in pngs]}
         for api in apis.values():  # warm-up
             asyncio.run(load(port, api, 500, args.concurrency))
         rates: dict[str, list[float]] = {"v1": [], "v2": []}

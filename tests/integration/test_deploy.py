@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 MANIFESTS = sorted((ROOT / "deploy").rglob("*.yaml"))
 IMAGE_ROOT = "/opt/fmnist"  # where the Dockerfile's build stage puts its venv
+TRANSPORT = ("PIP_CERT", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE")
 
 
 def tomllib_load(path: Path) -> dict:
@@ -176,8 +177,10 @@ def image_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("image") / "fmnist"
     bin_dir = tmp_path_factory.mktemp("bin")
     (bin_dir / "python").symlink_to(getattr(sys, "_base_executable", sys.executable))
-    # pip as in a clean image: none of this machine's pip configuration (indexes, constraints)
+    # pip as in a clean image: none of this machine's pip configuration (indexes, constraints), only
+    # its way out (proxy, certificate authorities), which a build behind the same proxy needs too
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "PIP_CONFIG_FILE": os.devnull, "HOME": str(context)}
+    env |= {k: v for k, v in os.environ.items() if k in TRANSPORT or k.lower().endswith("_proxy")}
     env |= dict.fromkeys(("PIP_NO_CACHE_DIR", "PIP_DISABLE_PIP_VERSION_CHECK"), "1")
     for run in build["run"]:
         done = subprocess.run(

@@ -5,20 +5,18 @@ Fashion-MNIST test images."""
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-from PIL import Image
 from serve_fakes import free_port
 
+from benchmarks.v2_load import png_test_images
 from benchmarks.workers_drain import kill, start
 from fmnist import artifacts
 from fmnist.runtime import images
-from fmnist.runtime.evaluation import read_idx
 
 httpclient = pytest.importorskip("tritonclient.http", reason="tritonclient[http] is a dev dependency")
 from tritonclient.utils import InferenceServerException  # noqa: E402
@@ -49,12 +47,7 @@ def client(url):
 @pytest.fixture(scope="module")
 def test_images(data_dir) -> tuple[list[bytes], np.ndarray]:
     """The first Fashion-MNIST test images as PNG files, and as the classifier's float32 [k,1,28,28]."""
-    pixels = read_idx(data_dir / "FashionMNIST" / "raw" / "t10k-images-idx3-ubyte")[:IMAGES]
-    pngs = []
-    for p in pixels:
-        buf = io.BytesIO()
-        Image.fromarray(p).save(buf, "PNG")
-        pngs.append(buf.getvalue())
+    pngs = png_test_images(data_dir, IMAGES)
     return pngs, np.stack([images.load_image(png, "auto") for png in pngs])[:, None]  # as /v1 preprocesses
 
 
