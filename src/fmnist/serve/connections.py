@@ -245,7 +245,7 @@ def _unread(transport) -> bool:
     """Bytes wait in the connection's socket that the event loop has not read yet (a request that
     arrived with the signal): a close now would answer them with a reset."""
     sock = transport.get_extra_info("socket")
-    if sock is None or transport.is_closing():
+    if sock is None or transport.is_closing() or not hasattr(socket, "MSG_DONTWAIT"):
         return False
     try:
         with socket.socket(fileno=os.dup(sock.fileno())) as peek:

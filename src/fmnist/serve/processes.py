@@ -43,7 +43,7 @@ log = logging.getLogger("uvicorn.error")  # where uvicorn's own start and stop l
 # Past the drain and the handlers' grace, how long the parent waits for a worker before killing it.
 WORKER_EXIT_MARGIN_S = 10.0
 POLL_S = 0.2  # the parent's signal and liveness checks
-FORWARDED = (signal.SIGHUP,)
+FORWARDED = tuple(getattr(signal, name) for name in ("SIGHUP",) if hasattr(signal, name))  # none on Windows
 STOPPING = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -122,7 +122,8 @@ def serve_one(config: uvicorn.Config, sock: socket.socket) -> None:
 
 def _worker(config: uvicorn.Config, sock: socket.socket) -> None:  # pragma: no cover - in the child
     """One worker process: SIGHUP ignored until the app installs its handler (a reload, not an exit)."""
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    for sig in FORWARDED:
+        signal.signal(sig, signal.SIG_IGN)
     config.configure_logging()
     server = DrainingServer(config)
     with contextlib.suppress(KeyboardInterrupt):
