@@ -150,13 +150,14 @@ def sample_png() -> bytes:
     return buf.getvalue()
 
 
-def classify_request(port: int) -> bytes:
+def classify_request(port: int, png: bytes | None = None) -> bytes:
+    """One /v1/classify upload of ``png`` (default: ``sample_png()``)."""
     body = (
         (
             f'--{BOUNDARY}\r\ncontent-disposition: form-data; name="file"; filename="x.png"\r\n'
             f"content-type: image/png\r\n\r\n"
         ).encode()
-        + sample_png()
+        + (png or sample_png())
         + f"\r\n--{BOUNDARY}--\r\n".encode()
     )
     head = (

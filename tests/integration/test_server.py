@@ -551,18 +551,18 @@ def cli_args(name: str, value: object) -> list[str]:
 
 @pytest.fixture
 def started(monkeypatch):
-    """``fmnist serve`` with uvicorn.run replaced: what it would have run (the app and uvicorn's options)."""
-    import uvicorn
-
+    """``fmnist serve`` with its server replaced: what it would have run (the app and uvicorn's options)."""
+    from fmnist.serve import processes
     from fmnist.serve.app import create_app_from_env
 
     seen = {}
 
-    def fake_run(app, **options):
+    def fake_run(app, sock, **options):
         seen["app"] = create_app_from_env() if app == "fmnist.serve.app:create_app_from_env" else app
         seen["options"] = options
 
-    monkeypatch.setattr(uvicorn, "run", fake_run)
+    monkeypatch.setattr(processes, "listen", lambda host, port: None)  # no port taken
+    monkeypatch.setattr(processes, "run_server", fake_run)
     monkeypatch.delenv("FMNIST_SERVE_CONFIG", raising=False)
     return seen
 

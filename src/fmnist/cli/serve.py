@@ -45,11 +45,11 @@ def serve(artifacts: Path | None = None, **values: Any) -> None:
 
 
 def run(artifacts: Path | None, settings: Settings, server: ServerSettings, connections: ConnectionSettings) -> None:
-    """Start uvicorn: in this process with the bundle loaded here, or ``server.workers`` processes."""
-    import uvicorn
-
+    """Serve on ``server.host:server.port``: in this process with the bundle loaded here, or under a
+    parent with ``server.workers`` processes (:mod:`fmnist.serve.processes`)."""
     from fmnist.artifacts import resolve_bundle_dir
     from fmnist.runtime.sessions import notice
+    from fmnist.serve import processes
     from fmnist.serve import settings as settings_env
     from fmnist.serve.app import create_app, load_bundle
     from fmnist.serve.connections import uvicorn_options
@@ -63,16 +63,18 @@ def run(artifacts: Path | None, settings: Settings, server: ServerSettings, conn
     # (sessions start later, on first use).
     bundle = load_bundle(bundle_dir, settings.provider)
     options = uvicorn_options(server, connections) | {"log_config": log_config(settings.log_format, server.log_level)}
+    # Bound before any worker starts: a port in use is one line and exit code 2 (ConfigError).
+    sock = processes.listen(server.host, server.port)
     if server.workers == 1:
         del options["workers"]
-        uvicorn.run(create_app(bundle, settings, source=bundle_dir), **options)
-    else:
-        from fmnist.serve.metrics import multiprocess_dir
+        processes.run_server(create_app(bundle, settings, source=bundle_dir), sock, **options)
+        return
+    from fmnist.serve.metrics import multiprocess_dir
 
-        settings_env.to_env(str(bundle_dir), settings)
-        # Set before the workers start, so each one's metrics go to files that /metrics sums.
-        with multiprocess_dir():
-            uvicorn.run("fmnist.serve.app:create_app_from_env", factory=True, **options)
+    settings_env.to_env(str(bundle_dir), settings)
+    # Set before the workers start, so each one's metrics go to files that /metrics sums.
+    with multiprocess_dir():
+        processes.run_server("fmnist.serve.app:create_app_from_env", sock, factory=True, **options)
 
 
 def register(app: typer.Typer) -> None:

@@ -34,7 +34,7 @@ from starlette.concurrency import run_in_threadpool
 
 from fmnist.artifacts import resolve_bundle_dir
 from fmnist.runtime.bundle import Bundle
-from fmnist.serve import served
+from fmnist.serve import served, v2
 from fmnist.serve.error_handlers import add_error_handlers
 from fmnist.serve.keys import Keys, RequireKey
 from fmnist.serve.metrics import Metrics
@@ -86,6 +86,7 @@ def create_app(
     app.include_router(images.router(settings))
     app.include_router(generate.router(settings))
     app.include_router(service.router)
+    app.include_router(v2.router)  # the Open Inference Protocol (KServe V2) beside /v1
     return app
 
 

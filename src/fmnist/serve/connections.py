@@ -16,9 +16,12 @@ The cap (``Guard.max_connections``) sits below the open-file limit, so ``accept(
 a connection past the cap gets 503 as soon as its headers are in (it has one second for them),
 and one past ``Guard.ceiling``, the last descriptors, is closed at once.
 
-On SIGTERM uvicorn closes idle connections and lets requests in flight finish; a request still
-sending its body gets ``shutdown_drain`` seconds, then 503 and a closed connection, so its handler
-sees a disconnect and ends normally instead of being cancelled with a traceback.
+On SIGTERM requests in flight finish and their connections close after the answer; a request still
+sending its headers or body, or one whose bytes have arrived but not been read yet, gets
+``shutdown_drain`` seconds to be answered (with ``connection: close``), then 503 and a closed
+connection, so its handler sees a disconnect and ends normally instead of being cancelled with a
+traceback. Only connections with nothing of a request on them are closed at once (uvicorn closes
+every idle one, which resets a request that was on its way).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import dataclasses
 import functools
 import json
 import logging
+import os
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,6 +131,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         self._head_tail = b""  # the last bytes of a head still coming in
         self._request_begun = False  # some bytes of the awaited request have come
+        self._draining = False  # the server is shutting down: the next answer closes the connection
 
     # --- timers
 
@@ -157,10 +163,10 @@ class GuardedProtocol(HttpToolsProtocol):
 
         A handler whose request is cut short sees a disconnect once uvicorn notices the close, and
         its own answer goes nowhere."""
-        if self._waiting_for == "headers":
-            answer = self._request_begun
-        else:  # its body, or the drain
-            answer = self.cycle is not None and not self.cycle.response_started
+        if self.cycle is not None and not self.cycle.response_complete:  # its body, or in the drain
+            answer = not self.cycle.response_started
+        else:  # its headers (waiting for them, or in the drain)
+            answer = self._request_begun and self._waiting_for in ("headers", "drain")
         self._disarm()
         if answer:
             self.transport.write(_response(status, reason, message, extra))
@@ -185,7 +191,7 @@ class GuardedProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._waiting_for == "headers":
+        if self._waiting_for in ("headers", "drain"):
             self._request_begun = True
             if not self._head_fits(data):
                 return
@@ -205,6 +211,10 @@ class GuardedProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
         self._header_bytes = 0
+        if self._draining:  # answered, then closed; the drain's deadline stays armed
+            if self.cycle is not None:
+                self.cycle.keep_alive = False
+            return
         self._arm("body", self.guard.body_timeout)
 
     def on_message_complete(self) -> None:
@@ -219,16 +229,36 @@ class GuardedProtocol(HttpToolsProtocol):
             self._arm("headers", self.guard.header_timeout)
 
     def shutdown(self) -> None:
-        """SIGTERM: a request still sending its body gets the drain, then 503; the rest as uvicorn does."""
-        if self._waiting_for == "body" and self.cycle is not None and not self.cycle.response_complete:
-            self.cycle.keep_alive = False
+        """SIGTERM: a request in flight finishes; one begun or waiting unread gets the drain, then 503;
+        a connection with nothing of a request on it closes now."""
+        self._draining = True
+        in_flight = self.cycle is not None and not self.cycle.response_complete
+        if in_flight and self._waiting_for != "body":
+            super().shutdown()  # its answer closes the connection
+            return
+        if in_flight or self._request_begun or _unread(self.transport):
+            if self.cycle is not None:
+                self.cycle.keep_alive = False
             self._disarm()
             self._waiting_for = "drain"
             self._timer = self.loop.call_later(self.guard.shutdown_drain, self._drained)
-        else:
-            super().shutdown()
+            return
+        super().shutdown()
 
     def _drained(self) -> None:
         self._timer = None
         if not self.transport.is_closing():
             self._close(503, b"Service Unavailable", "server shutting down", b"retry-after: 1\r\n")
+
+
+def _unread(transport) -> bool:
+    """Bytes wait in the connection's socket that the event loop has not read yet (a request that
+    arrived with the signal): a close now would answer them with a reset."""
+    sock = transport.get_extra_info("socket")
+    if sock is None or transport.is_closing() or not hasattr(socket, "MSG_DONTWAIT"):
+        return False
+    try:
+        with socket.socket(fileno=os.dup(sock.fileno())) as peek:
+            return bool(peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except OSError:  # nothing there (EAGAIN), or the socket is gone
+        return False
