@@ -79,9 +79,10 @@ def test_transparent_background_counts_as_background():
 
 
 def _sideways(fmt: str) -> bytes:
-    """A 20x40 (wide) image whose orientation tag (6: rotate to display) makes it tall."""
+    """A 20x40 (wide) garment, framed by a black pixel, whose orientation tag (6: rotate to display)
+    makes it tall."""
     buffer = io.BytesIO()
-    image = Image.fromarray(np.full((20, 40), 200, np.uint8))
+    image = Image.fromarray(np.pad(np.full((20, 40), 200, np.uint8), 1))
     if fmt == "JPEG":
         exif = Image.Exif()
         exif[0x0112] = 6
