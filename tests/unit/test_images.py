@@ -130,3 +130,13 @@ def test_a_blank_image_is_told_from_a_garment():
     garment = np.zeros((28, 28), np.float32)
     garment[5:20, 8:18] = 0.6
     assert not is_blank(garment)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (28, 28), (62, 122), (3, 500)])
+def test_png_bytes_round_trips_through_pillow(shape):
+    from fmnist.runtime.images import png_bytes
+
+    a = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    image = Image.open(io.BytesIO(png_bytes(a)))
+    assert image.format == "PNG" and image.mode == "L"
+    np.testing.assert_array_equal(np.asarray(image), a)

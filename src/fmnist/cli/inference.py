@@ -468,10 +468,14 @@ def build_parser(name: str) -> argparse.ArgumentParser:
         help="a .png (one grid), a .npy (float32 [n,28,28] in [0,1]) or a folder (one PNG each)",
     )
     _scale_flag(p)
+    if name in parsers:  # the others are not built: a command's start-up is its own
+        return parsers[name]
 
     p = command(classify, images=True)
     p.add_argument("--top-k", type=int, default=1, metavar="K", help="classes per image, most likely first, 1 to 10")
     _json_flags(p, '{"path", "label", "class", "probability"} (with --top-k > 1 also "top_k")')
+    if name in parsers:
+        return parsers[name]
 
     p = command(reconstruct, images=True)
     p.add_argument(

@@ -5,7 +5,6 @@ one line and exit code 2 up front, not a traceback after the model has run. Stan
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from fmnist.errors import InputError
@@ -65,6 +64,8 @@ def check_folder(folder: Path, flag: str = "--out") -> Path:
     for part in folder.relative_to(existing).parts:
         if len(os.fsencode(part)) > name_max:
             raise InputError(f"{flag} {folder}: cannot write there (file name too long)")
+    import tempfile  # here: the commands writing one file start without it
+
     try:
         with tempfile.NamedTemporaryFile(dir=existing, prefix=".fmnist-write-check-"):
             pass

@@ -258,13 +258,21 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
 
 
 def png_bytes(array: np.ndarray) -> bytes:
-    """PNG of a uint8 array, at zlib level 1: a few per cent larger than the default level, and
-    several times faster to write (the grids are mostly flat grey and black)."""
-    from PIL import Image
+    """PNG of a 2-D uint8 array (8-bit greyscale), written with zlib at level 1 and no row
+    filters: a fifth larger than Pillow's default and several times faster to write, with no
+    Pillow import (``fmnist generate`` never needs Pillow otherwise)."""
+    import struct
+    import zlib
 
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG", compress_level=PNG_COMPRESSION)
-    return buffer.getvalue()
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    height, width = array.shape
+    rows = np.zeros((height, width + 1), np.uint8)  # each row behind its filter byte, 0 (none)
+    rows[:, 1:] = array
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit, greyscale, no interlace
+    idat = zlib.compress(rows.tobytes(), PNG_COMPRESSION)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 def to_png(images: np.ndarray, columns: int | None = None, scale: int = 1) -> bytes:
