@@ -97,13 +97,13 @@ def main() -> None:
                 runs[name].append(timed(cmds[name]))
     load = os.getloadavg()[0]
     print(f"bundle: {which} ({folder}); {args.runs} paired rounds; load average {load:.1f} (ratios hold on a busy box)")
-    print(f"{'':32s} {'wall':>8s} {'x floor':>8s} {'CPU':>8s} {'x floor':>8s}")
+    print(f"{'':50s} {'wall':>8s} {'x floor':>8s} {'CPU':>8s} {'x floor':>8s}")
     floor = runs[FLOOR]
     for name, times in runs.items():
         wall, cpu = (statistics.median(t[i] for t in times) for i in (0, 1))
         wall_x, cpu_x = (statistics.median(t[i] / f[i] for t, f in zip(times, floor, strict=True)) for i in (0, 1))
         verdict = f"  (bar {BAR}x: {'met' if wall_x <= BAR else 'NOT met'})" if name in BARRED else ""
-        print(f"{name:32s} {wall:6.3f} s {wall_x:7.2f}x {cpu:6.3f} s {cpu_x:7.2f}x{verdict}")
+        print(f"{name:50s} {wall:6.3f} s {wall_x:7.2f}x {cpu:6.3f} s {cpu_x:7.2f}x{verdict}")
 
 
 if __name__ == "__main__":
