@@ -4,6 +4,7 @@ took by itself, and the argparse commands' help and usage errors."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -245,3 +246,58 @@ def test_help_reads_like_the_typer_commands(capsys, command, shown):
     assert "(default:" not in text and "4,194,304" not in text
     for piece in shown:
         assert piece in text, piece
+
+
+# --------------------------------------------------------------------------- stopping
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if stat.read_text().rsplit(")", 1)[1].split()[1] == str(pid):
+                found.append(int(stat.parent.name))
+        except (OSError, IndexError):
+            continue
+    return found
+
+
+def _gone(pid: int) -> bool:
+    """Ended (or a zombie, ended but not yet reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_sigterm_stops_the_pool_in_one_line(toy_bundle, many, tmp_path):
+    """A named pipe nobody writes to holds the first chunk, so the command is surely mid-work."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    fifo = tmp_path / "stuck.png"
+    os.mkfifo(fifo)
+    cmd = [sys.executable, "-m", "fmnist", "classify", fifo, many, "--jobs", "2", "--artifacts", toy_bundle]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers := _children(proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(workers) >= 2, "the decoding pool never started"
+        proc.send_signal(signal.SIGTERM)  # the command alone, as a service manager would
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 143
+        assert err.decode() == "fmnist: stopped (SIGTERM)\n"
+        for pid in workers:  # the workers went with it
+            for _ in range(100):
+                if _gone(pid):
+                    break
+                time.sleep(0.05)
+            else:
+                raise AssertionError(f"decoding process {pid} outlived the command")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

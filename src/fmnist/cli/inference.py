@@ -9,6 +9,7 @@ lists them in the Typer app, which forwards its arguments here unchanged.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -16,7 +17,7 @@ import sys
 from pathlib import Path
 
 from fmnist.cli.outputs import check_file, check_folder, check_not_inputs
-from fmnist.errors import FmnistError, InputError, print_error, report_error
+from fmnist.errors import FmnistError, InputError, Interrupted, print_error, report_error
 from fmnist.runtime.limits import check_seed
 
 COMMANDS = ("generate", "classify", "reconstruct", "encode", "evaluate")
@@ -513,14 +514,35 @@ def run(argv: list[str]) -> int:
     args = vars(build_parser(argv[0]).parse_intermixed_args(argv[1:]))
     func = args.pop("func")
     try:
-        code = func(**args)
-        sys.stdout.flush()  # a closed pipe (| head) shows here, inside the try
+        with _sigterm_stops():
+            code = func(**args)
+            sys.stdout.flush()  # a closed pipe (| head) shows here, inside the try
         return code
-    except (FmnistError, KeyboardInterrupt) as e:
+    except (FmnistError, KeyboardInterrupt, Interrupted) as e:
         return report_error(e)
     except BrokenPipeError:  # the reader went away: stop quietly, as click did
         _silence_stdout()
         return 1
+
+
+@contextlib.contextmanager
+def _sigterm_stops():
+    """SIGTERM stops a command as Ctrl-C does: one line, exit code 143, the decoding processes
+    ended on the way out (a plain SIGTERM would leave them writing to a closed pipe)."""
+    import signal
+
+    def stop(signum, frame):
+        raise Interrupted(signum, "stopped (SIGTERM)")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread (a test runner's worker): leave it be
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _silence_stdout() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import os
 import signal
+import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -43,9 +44,16 @@ def decode_chunk(paths: list[Path], invert: str, max_pixels: int | None, flag: s
     return good, stacked, errors
 
 
-def _ignore_interrupts() -> None:
-    """Ctrl-C reaches the whole process group: the parent reports it, the workers just stop."""
+def _worker_start() -> None:
+    """Ctrl-C reaches the whole process group: the parent reports it, the workers just stop. A
+    parent that dies (SIGTERM, SIGKILL) takes its workers with it, without their tracebacks."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler, copied by fork: the pool ends us with it
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1  # noqa: N806 (prctl's name)
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _pool(jobs: int):
@@ -54,7 +62,7 @@ def _pool(jobs: int):
     # fork: the workers start in milliseconds with numpy and Pillow already imported; the pool is
     # made before any onnxruntime session exists, so no runtime thread is forked mid-work
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
-    return multiprocessing.get_context(method).Pool(jobs, initializer=_ignore_interrupts)
+    return multiprocessing.get_context(method).Pool(jobs, initializer=_worker_start)
 
 
 def decoded_chunks(paths: list[Path], jobs: int, *options) -> Iterator[tuple]:
