@@ -36,28 +36,36 @@ import serve_load  # noqa: E402  (the load generator and server control, shared)
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("fmnist", "litserve", "ceiling")
-PEER_PACKAGES = ("litserve", "numpy", "onnxruntime", "pillow")
+PEER_PACKAGES = ("litserve", "python-multipart", "numpy", "onnxruntime", "pillow")  # multipart: its form parsing
 MAX_BATCH, BATCH_TIMEOUT_S = 64, 0.001  # fmnist serve's --max-batch and --max-wait-ms
 
 
 # --------------------------------------------------------------------------- the peers' servers
 
 
-def litserve_server(bundle: str, port: int) -> None:
-    """Run in the LitServe virtual environment: the bundle behind LitServe's batching loop."""
+try:  # only in the LitServe environment; LitServe pickles its API into a spawned worker, so module level
     import litserve as ls
+except ImportError:
+    ls = None
 
-    from fmnist.runtime.bundle import Bundle, top_classes
-    from fmnist.runtime.images import load_image
-    from fmnist.serve.app import SERVER_THREADS
+if ls is not None:
 
     class Classify(ls.LitAPI):
+        """The bundle through fmnist's runtime, batched by LitServe."""
+
+        def __init__(self, bundle: str, threads: int, **options) -> None:
+            super().__init__(**options)
+            self.bundle, self.threads = bundle, threads
+
         def setup(self, device) -> None:
-            self.model = Bundle(bundle, "cpu", threads=SERVER_THREADS)
+            from fmnist.runtime.bundle import Bundle
+
+            self.model = Bundle(self.bundle, "cpu", threads=self.threads)
 
         def decode_request(self, request):
-            upload = request["file"]
-            return load_image(upload.file.read(), "auto")
+            from fmnist.runtime.images import load_image
+
+            return load_image(request["file"].file.read(), "auto")
 
         def batch(self, inputs):
             return np.stack(inputs)
@@ -69,10 +77,16 @@ def litserve_server(bundle: str, port: int) -> None:
             return list(output)
 
         def encode_response(self, output):
+            from fmnist.runtime.bundle import top_classes
+
             return top_classes(output[None], self.model.class_names)[0][0]
 
-    api = Classify(max_batch_size=MAX_BATCH, batch_timeout=BATCH_TIMEOUT_S, api_path="/v1/classify")
-    server = ls.LitServer(api, accelerator="cpu", workers_per_device=1)
+
+def litserve_server(bundle: str, port: int, threads: int) -> None:
+    """Run in the LitServe virtual environment: the bundle behind LitServe's batching loop, with
+    ``threads`` onnxruntime threads per call, as fmnist serve runs it."""
+    options = {"max_batch_size": MAX_BATCH, "batch_timeout": BATCH_TIMEOUT_S, "api_path": "/v1/classify"}
+    server = ls.LitServer(Classify(bundle, threads, **options), accelerator="cpu", workers_per_device=1)
     server.run(port=port, log_level="warning", generate_client_file=False, num_api_servers=1)
 
 
@@ -102,12 +116,14 @@ def peer_python(cache: Path) -> Path:
     """The LitServe virtual environment's python, made (and filled from the registry) if missing."""
     folder = cache / "litserve-venv"
     python = folder / "bin" / "python"
-    if not (folder / ".complete").exists():
-        print(f"making {folder}: pip install {' '.join(PEER_PACKAGES)}", flush=True)
-        venv.create(folder, with_pip=True, clear=True)
+    done, wanted = folder / ".complete", " ".join(PEER_PACKAGES)
+    if not done.exists() or done.read_text() != wanted:
+        print(f"making {folder}: pip install {wanted}", flush=True)
+        if not python.exists():
+            venv.create(folder, with_pip=True)
         pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
         subprocess.run([*pip, *PEER_PACKAGES], check=True)
-        (folder / ".complete").write_text("")
+        done.write_text(wanted)
     return python
 
 
@@ -123,7 +139,10 @@ def start(mode: str, bundle: str, port: int, python: Path, timeout: float):
     if mode == "fmnist":
         return serve_load.start_server("on", bundle, port, timeout=timeout)
     if mode == "litserve":
-        cmd = [str(python), __file__, "--serve", "litserve", "--artifacts", bundle, "--port", str(port)]
+        from fmnist.serve.app import SERVER_THREADS  # the server's, not imported in the peer's environment
+
+        threads = ["--threads", str(SERVER_THREADS)]
+        cmd = [str(python), __file__, "--serve", "litserve", "--artifacts", bundle, "--port", str(port), *threads]
         return serve_load.start_process(cmd, env, f"http://127.0.0.1:{port}/health", mode, timeout)
     cmd = [sys.executable, __file__, "--serve", "ceiling", "--port", str(port)]
     return serve_load.start_process(cmd, env, f"http://127.0.0.1:{port}/readyz", mode, timeout)
@@ -133,9 +152,11 @@ def run_mode(mode: str, bundle: str, python: Path, args, pngs: list[bytes]) -> d
     port = serve_load.free_port()
     proc = start(mode, bundle, port, python, args.start_timeout)
     try:
-        return {"mode": mode, **serve_load.measure(port, args, pngs)}
+        result = serve_load.measure(port, args, pngs)
+        batch = serve_load.mean_batch(port) if mode == "fmnist" else None
     finally:
         serve_load.stop_server(proc)
+    return {"mode": mode, **result, "mean_batch": batch[0] if batch else None, "batched_share": None}
 
 
 def main() -> None:
@@ -150,9 +171,10 @@ def main() -> None:
     parser.add_argument("--start-timeout", type=float, default=120, help="seconds a server may take to be ready")
     parser.add_argument("--serve", choices=("litserve", "ceiling"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve == "litserve":
-        return litserve_server(args.artifacts, args.port)
+        return litserve_server(args.artifacts, args.port, args.threads)
     if args.serve == "ceiling":
         return ceiling_server(args.port)
 
@@ -195,7 +217,7 @@ def report_ratios(results: dict[str, dict]) -> None:
 def describe(r: dict) -> str:
     return (
         f"{r['mode']:>9}: {r['rps']:7.0f} req/s  p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  "
-        f"errors {r['errors']}"
+        f"errors {r['errors']}" + (f"  mean batch {r['mean_batch']:.1f}" if r["mean_batch"] else "")
     )
 
 
