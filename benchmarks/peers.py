@@ -14,7 +14,10 @@ clients, real test PNGs in turn) in interleaved rounds, medians reported:
   body: what HTTP alone costs on this machine.
 
 Bar: fmnist at least 3x LitServe's req/s with a p99 at most half of LitServe's. The load
-generator shares the cores with the servers (say so next to any figure).
+generator shares the cores with the servers (say so next to any figure). On a machine busy with
+other jobs the comparison leans towards LitServe: its API server and inference worker are two
+processes, which together get more of the scheduler's time than fmnist's one; only an idle
+machine gives the ratio users see.
 
     nice -n 10 python benchmarks/peers.py [--rounds 3] [--requests 5000] [--cache DIR]
 """
