@@ -62,7 +62,14 @@ def _expand(images: list[Path]) -> list[Path]:
     return expand_inputs(images)
 
 
-def _stream(paths: list[Path], invert: str, max_pixels: int, jobs: int, outs: tuple[Path, ...] = (), batch=None):
+def _stream(
+    paths: list[Path],
+    invert: str,
+    max_pixels: int,
+    jobs: int | None,
+    outs: tuple[Path, ...] = (),
+    batch: int | None = None,
+):
     """The readable images among ``paths``, streamed; checked first: the limits, and that no
     output path is one of the inputs."""
     from fmnist.runtime.stream import BATCH, ImageStream, default_jobs
