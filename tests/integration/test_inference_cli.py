@@ -137,7 +137,23 @@ def test_classify_says_when_an_image_holds_no_garment(toy_bundle, tmp_path):
     result = run_cli("classify", white, shirt, "--json", "--artifacts", toy_bundle)
     assert result.exit_code == 0, result.output
     assert len(json.loads(result.stdout)) == 2  # both still answered
-    assert result.stderr == f"fmnist: notice: {white}: no garment found (the image is blank), its class is a guess\n"
+    assert result.stderr == f"fmnist: notice: {white}: {NO_GARMENT}\n"
+
+
+NO_GARMENT = "no garment found (the image is blank or one flat colour), its class is a guess"
+
+
+@pytest.mark.parametrize(
+    "size, colour, mode",
+    [((1, 1), 255, "L"), ((200, 300), 128, "L"), ((200, 300), 230, "L"), ((200, 300), (255, 0, 0), "RGB")],
+    ids=["blank-1x1", "grey-128", "grey-230", "red"],
+)
+def test_every_flat_image_gets_the_no_garment_notice(toy_bundle, tmp_path, size, colour, mode):
+    flat = tmp_path / "flat.jpg"
+    Image.new(mode, size, colour).save(flat, quality=90)
+    result = run_cli("classify", flat, "--artifacts", toy_bundle)
+    assert result.exit_code == 0, result.output
+    assert result.stderr == f"fmnist: notice: {flat}: {NO_GARMENT}\n"
 
 
 def test_classify_text_and_top_k(toy_bundle, pngs):
@@ -267,7 +283,7 @@ def bad_inputs(tmp_path, pngs) -> Path:
         (("generate", "--n", "0", "--out", "{tmp}/x.png"), ("between 1 and 10000", "not 0")),
         (("generate", "--n", "-3", "--out", "{tmp}/x.png"), ("not -3",)),
         (("generate", "--n", "10001", "--out", "{tmp}/x.png"), ("not 10001",)),
-        (("generate", "--sampler", "gan", "--out", "{tmp}/x.png"), ("gan", "kde, kde-pca, vae")),
+        (("generate", "--sampler", "gan", "--out", "{tmp}/x.png"), ("gan", "'kde', 'kde-pca', 'vae'")),
         (("generate", "--out", "{tmp}/x.jpg"), ("x.jpg",)),
         (("generate", "--out", "{tmp}/x.txt"), ("x.txt", "a folder")),
         (("generate", "--out", "{tmp}/nowhere/x.png"), ("does not exist",)),

@@ -79,9 +79,10 @@ def test_transparent_background_counts_as_background():
 
 
 def _sideways(fmt: str) -> bytes:
-    """A 20x40 (wide) image whose orientation tag (6: rotate to display) makes it tall."""
+    """A 20x40 (wide) garment, framed by a black pixel, whose orientation tag (6: rotate to display)
+    makes it tall."""
     buffer = io.BytesIO()
-    image = Image.fromarray(np.full((20, 40), 200, np.uint8))
+    image = Image.fromarray(np.pad(np.full((20, 40), 200, np.uint8), 1))
     if fmt == "JPEG":
         exif = Image.Exif()
         exif[0x0112] = 6
@@ -129,3 +130,13 @@ def test_a_blank_image_is_told_from_a_garment():
     garment = np.zeros((28, 28), np.float32)
     garment[5:20, 8:18] = 0.6
     assert not is_blank(garment)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (28, 28), (62, 122), (3, 500)])
+def test_png_bytes_round_trips_through_pillow(shape):
+    from fmnist.runtime.images import png_bytes
+
+    a = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    image = Image.open(io.BytesIO(png_bytes(a)))
+    assert image.format == "PNG" and image.mode == "L"
+    np.testing.assert_array_equal(np.asarray(image), a)

@@ -38,3 +38,28 @@ def test_classify_preprocessing_recovers_the_garment_from_its_photo():
     # framed like Fashion-MNIST: the garment's longer side fills the 28 pixels
     rows = np.nonzero(x.max(1) > 0.4)[0]
     assert rows.max() - rows.min() >= 24
+
+
+def test_no_real_garment_or_its_photo_is_taken_for_an_empty_image():
+    """The no-garment notice stays silent on real images: 300 test images and their photos."""
+    import os
+    from pathlib import Path
+
+    import pytest
+
+    from fmnist.runtime.evaluation import load_test_set
+    from fmnist.runtime.images import is_blank
+
+    root = os.environ.get("FMNIST_DATA")
+    if not root or not (Path(root) / "FashionMNIST" / "raw").is_dir():
+        pytest.skip("needs the Fashion-MNIST test set in $FMNIST_DATA")
+    images = load_test_set(Path(root))[0][:300]
+    pngs = [load_image(_png(x)) for x in images]
+    photos = [load_image(jpeg) for jpeg in photo_set(images)]
+    assert not any(is_blank(x) for x in pngs + photos)
+
+
+def _png(x: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray((x * 255 + 0.5).astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -9,50 +9,97 @@ lists them in the Typer app, which forwards its arguments here unchanged.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
 import sys
 from pathlib import Path
 
-from fmnist.cli.outputs import check_file, check_folder
-from fmnist.errors import FmnistError, InputError, print_error, report_error
+from fmnist.cli.outputs import check_file, check_folder, check_not_inputs
+from fmnist.errors import FmnistError, InputError, Interrupted, print_error, report_error
+from fmnist.runtime.limits import check_seed
 
 COMMANDS = ("generate", "classify", "reconstruct", "encode", "evaluate")
 DEFAULT_SCALE, MAX_SCALE = 4, 16  # 4: a 28-pixel image shows at 112 px, a size a person can look at
 
 
 def _bundle(artifacts: Path | None, provider: str):
+    """The bundle to run; when the user named none, one line on stderr says which was taken."""
+    from fmnist.artifacts import ENV_VAR
     from fmnist.runtime.bundle import Bundle
 
-    return Bundle(artifacts, provider)
+    model = Bundle(artifacts, provider)
+    if artifacts is None and not os.environ.get(ENV_VAR):
+        from fmnist.runtime.sessions import notice
+
+        notice(bundle_notice(model.folder, model.manifest))
+    return model
 
 
-def _load_all(paths: list[Path], invert: str, max_pixels: int):
-    """(loaded paths, images (N, 28, 28), errors). One bad file is reported, the rest go on."""
-    import numpy as np
+def bundle_notice(folder: Path, manifest: dict) -> str:
+    """Which bundle a command took by itself, and the run it was exported from."""
+    from fmnist.artifacts import ENV_VAR, default_bundle_dir
 
-    from fmnist.runtime.images import expand_inputs, load_image
+    provenance = manifest.get("provenance") or {}
+    run = provenance.get("run_dir") or "an unrecorded run"
+    commit = str(provenance.get("git_commit") or "")[:7]
+    which = "the bundled model" if folder == default_bundle_dir() else "the bundle"
+    return (
+        f"using {which} in {folder}, exported from {run}{f' (commit {commit})' if commit else ''}; "
+        f"choose one with --artifacts or ${ENV_VAR}"
+    )
+
+
+def _expand(images: list[Path]) -> list[Path]:
+    from fmnist.runtime.images import expand_inputs
+
+    return expand_inputs(images)
+
+
+def _stream(
+    paths: list[Path],
+    invert: str,
+    max_pixels: int,
+    jobs: int | None,
+    outs: tuple[Path, ...] = (),
+    batch: int | None = None,
+):
+    """The readable images among ``paths``, streamed; checked first: the limits, and that no
+    output path is one of the inputs."""
+    from fmnist.runtime.stream import BATCH, ImageStream, default_jobs
 
     if max_pixels < 28 * 28:
         raise InputError(f"--max-pixels must be >= {28 * 28}, not {max_pixels}")
-    good, images, errors = [], [], []
-    for path in expand_inputs(paths):
-        try:
-            images.append(load_image(path, invert, max_pixels))
-            good.append(path)
-        except InputError as e:
-            errors.append(str(e))
-    if not good:
-        raise InputError(errors[0] if len(errors) == 1 else f"no readable image among {len(errors)} inputs")
-    for message in errors:
-        print_error(message)
-    return good, np.stack(images), errors
+    jobs = default_jobs() if jobs is None else jobs
+    if jobs < 1:
+        raise InputError(f"--jobs must be at least 1, not {jobs}")
+    check_not_inputs(outs, paths)
+    return ImageStream(paths, invert, max_pixels, jobs, batch or BATCH, flag="--max-pixels")
 
 
-def _finish(errors: list[str]) -> int:
+def _finish(stream) -> int:
     """Exit code 1 when some (not all) inputs could not be read."""
-    return 1 if errors else 0
+    return 1 if stream.failed else 0
+
+
+class _Rows:
+    """Result rows on stdout as they come: text lines, one JSON array (--json; written as it
+    grows, the same text as json.dumps of the whole list) or one JSON object per line (--jsonl)."""
+
+    def __init__(self, style: str) -> None:
+        self.style, self.count = style, 0
+
+    def write(self, row: dict, text: str) -> None:
+        if self.style == "json":
+            print(("[" if self.count == 0 else ", ") + json.dumps(row), end="")
+        else:
+            print(json.dumps(row) if self.style == "jsonl" else text)
+        self.count += 1
+
+    def close(self) -> None:
+        if self.style == "json":
+            print("]" if self.count else "[]")
 
 
 def generate(
@@ -71,6 +118,7 @@ def generate(
     from fmnist.runtime.images import png_bytes, to_png, to_uint8, upscale
     from fmnist.runtime.sampling import check_generate
 
+    check_seed(seed)
     check_generate(n, sampler)
     folder = out.suffix.lower() not in (".png", ".npy")
     if folder and (out.suffix or out.exists()) and not out.is_dir():
@@ -98,75 +146,132 @@ def generate(
 
 
 def classify(
-    images: list[Path], top_k: int, as_json: bool, invert: str, max_pixels: int, artifacts: Path | None, provider: str
+    images: list[Path],
+    top_k: int,
+    style: str,
+    invert: str,
+    max_pixels: int,
+    jobs: int | None,
+    artifacts: Path | None,
+    provider: str,
 ) -> int:
     """Classify images: the garment class and its probability."""
     from fmnist.runtime.bundle import top_classes
-    from fmnist.runtime.images import is_blank
-    from fmnist.runtime.sessions import notice
 
     if not 1 <= top_k <= 10:
         raise InputError(f"--top-k must be between 1 and 10, not {top_k}")
+    stream = _stream(_expand(images), invert, max_pixels, jobs)
     model = _bundle(artifacts, provider)
-    paths, batch, errors = _load_all(images, invert, max_pixels)
+    rows = _Rows(style)
+    for paths, batch in stream:
+        _no_garment_notices(paths, batch)
+        for path, ranked in zip(paths, top_classes(model.classify(batch), model.class_names, top_k), strict=True):
+            row = {"path": str(path), **ranked[0], **({"top_k": ranked} if top_k > 1 else {})}
+            rows.write(row, f"{path}: " + ", ".join(f"{c['class']} {c['probability']:.3f}" for c in ranked))
+        sys.stdout.flush()  # the reader sees each batch as it is classified
+    rows.close()
+    return _finish(stream)
+
+
+def _no_garment_notices(paths: list[Path], batch) -> None:
+    from fmnist.runtime.images import is_blank
+    from fmnist.runtime.sessions import notice
+
     for path, x in zip(paths, batch, strict=True):
         if is_blank(x):
-            notice(f"{path}: no garment found (the image is blank), its class is a guess")
-    rows = []
-    for path, ranked in zip(paths, top_classes(model.classify(batch), model.class_names, top_k), strict=True):
-        rows.append({"path": str(path), **ranked[0], **({"top_k": ranked} if top_k > 1 else {})})
-        if not as_json:
-            print(f"{path}: " + ", ".join(f"{c['class']} {c['probability']:.3f}" for c in ranked))
-    if as_json:
-        print(json.dumps(rows))
-    return _finish(errors)
+            notice(f"{path}: no garment found (the image is blank or one flat colour), its class is a guess")
 
 
 def reconstruct(
-    images: list[Path], out: Path, scale: int, invert: str, max_pixels: int, artifacts: Path | None, provider: str
+    images: list[Path],
+    out: Path,
+    scale: int,
+    labels: bool,
+    invert: str,
+    max_pixels: int,
+    jobs: int | None,
+    artifacts: Path | None,
+    provider: str,
 ) -> int:
     """Reconstruct images through the autoencoder; prints each image's MSE."""
-    import numpy as np
+    import math
 
-    from fmnist.runtime.images import to_png
+    from fmnist.runtime.images import pairs_per_grid
+    from fmnist.runtime.stream import BATCH
 
     check_file(out, (".png",))
+    per_grid, paths = pairs_per_grid(scale), _expand(images)
+    grids = grid_files(out, len(paths), per_grid)
+    for path in grids[1:]:
+        check_file(path, (".png",))
+    # batches that fill each grid exactly
+    stream = _stream(paths, invert, max_pixels, jobs, tuple(grids), batch=math.gcd(per_grid, BATCH))
     model = _bundle(artifacts, provider)
-    paths, batch, errors = _load_all(images, invert, max_pixels)
-    recon = model.reconstruct(batch)
-    out.write_bytes(to_png(np.concatenate([batch, recon]), columns=len(batch), scale=scale))
-    for path, mse in zip(paths, ((recon - batch) ** 2).mean((1, 2)), strict=True):
-        print(f"{path}: mse {mse:.5f}")
-    print(f"wrote {out}")
-    return _finish(errors)
+    done, parts = 0, []
+    for paths, batch in stream:
+        recon = model.reconstruct(batch)
+        for path, mse in zip(paths, ((recon - batch) ** 2).mean((1, 2)), strict=True):
+            print(f"{path}: mse {mse:.5f}")
+        parts.append((batch, recon))
+        if sum(len(b) for b, _ in parts) == per_grid:
+            _write_grid(grids[done], parts, scale, labels)
+            done, parts = done + 1, []
+    if parts:
+        _write_grid(grids[done], parts, scale, labels)
+    return _finish(stream)
+
+
+def grid_files(out: Path, count: int, per_grid: int) -> list[Path]:
+    """``out`` when one grid holds ``count`` images, else OUT-0001.png, OUT-0002.png, ... beside it."""
+    if count <= per_grid:
+        return [out]
+    return [out.with_name(f"{out.stem}-{k:04d}{out.suffix}") for k in range(1, -(-count // per_grid) + 1)]
+
+
+def _write_grid(path: Path, parts: list, scale: int, labels: bool) -> None:
+    """Originals above their reconstructions, GRID_COLUMNS pairs a row, labelled on request."""
+    import numpy as np
+
+    from fmnist.runtime.images import GRID_COLUMNS, label_rows, paired_grid, png_bytes
+
+    originals, recon = (np.concatenate(a) for a in zip(*parts, strict=True))
+    array = paired_grid(originals, recon, GRID_COLUMNS, scale=scale)
+    if labels:
+        array = label_rows(array, ("input", "recon."), scale)
+    path.write_bytes(png_bytes(array))
+    print(f"wrote {path}")
+    sys.stdout.flush()
 
 
 def encode(
     images: list[Path],
-    as_json: bool,
+    style: str,
     out: Path | None,
     invert: str,
     max_pixels: int,
+    jobs: int | None,
     artifacts: Path | None,
     provider: str,
 ) -> int:
     """Encode images to their latent vectors."""
-    import numpy as np
+    from fmnist.runtime.stream import rows_to_npy
 
     if out is not None:
         check_file(out, (".npy",))
+    stream = _stream(_expand(images), invert, max_pixels, jobs, (out,) if out else ())
     model = _bundle(artifacts, provider)
-    paths, batch, errors = _load_all(images, invert, max_pixels)
-    latents = model.encode(batch)
+    latents = ((paths, model.encode(batch)) for paths, batch in stream)
     if out is not None:
-        np.save(out, latents.astype(np.float32))
-        print(f"wrote {latents.shape[0]}x{latents.shape[1]} latents to {out}")
-    elif as_json:
-        print(json.dumps([{"path": str(p), "latent": z.tolist()} for p, z in zip(paths, latents, strict=True)]))
-    else:
-        for p, z in zip(paths, latents, strict=True):
-            print(f"{p}: " + " ".join(f"{v:.4f}" for v in z))
-    return _finish(errors)
+        n = rows_to_npy(out, (z for _, z in latents))
+        print(f"wrote {n}x{model.latent_dim} latents to {out}")
+        return _finish(stream)
+    rows = _Rows(style)
+    for paths, batch in latents:
+        for p, z in zip(paths, batch, strict=True):
+            rows.write({"path": str(p), "latent": z.tolist()}, f"{p}: " + " ".join(f"{v:.4f}" for v in z))
+        sys.stdout.flush()
+    rows.close()
+    return _finish(stream)
 
 
 def evaluate(data_dir: Path | None, as_json: bool, seed: int, artifacts: Path | None, provider: str) -> int:
@@ -177,6 +282,7 @@ def evaluate(data_dir: Path | None, as_json: bool, seed: int, artifacts: Path | 
     from fmnist.runtime.evaluation import class_conditional_quality, evaluate_bundle, load_split
     from fmnist.runtime.sessions import notice
 
+    check_seed(seed)
     model = _bundle(artifacts, provider)
     recorded = model.manifest.get("provenance", {}).get("data_dir")  # the folder the bundle was exported with
     root = data_dir or default_data_dir(Path(recorded) if recorded else None)
@@ -218,20 +324,6 @@ def evaluate(data_dir: Path | None, as_json: bool, seed: int, artifacts: Path | 
         )
     _print_class_conditional(result["class_conditional"])
     return 0
-    print(f"bundle {model.folder} on {result['test_images']} test images")
-    print(f"  reconstruction MSE   {result['reconstruction_mse']:.5f}")
-    print(f"  classifier accuracy  {result['classifier_accuracy']:.4f}")
-    per_class = result["per_class_accuracy"]
-    per_class = ", ".join(f"{name} {a:.3f}" for name, a in per_class.items() if a is not None)
-    print(f"  per class            {per_class}")
-    print(f"  VAE ELBO             {result['vae_elbo']:.1f} nats/image")
-    for name, s in result["samplers"].items():
-        spread = ", ".join(f"{c} {f:.0%}" for c, f in s["class_spread"].items())
-        print(
-            f"  {name:8s} Frechet {s['frechet_distance']:.3f}, mean top-class p "
-            f"{s['mean_top_probability']:.3f}; classes: {spread}"
-        )
-    return 0
 
 
 def _print_class_conditional(figures: dict | None) -> None:
@@ -254,48 +346,102 @@ def _print_class_conditional(figures: dict | None) -> None:
 # --------------------------------------------------------------------------- parsing
 
 
+class _Help(argparse.HelpFormatter):
+    """Help read as the Typer commands' reads: each option's default as ``[default: X]`` after
+    its text (unless the text shows it already)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        takes_value = action.option_strings and action.nargs != 0  # not a switch such as --json
+        if takes_value and action.default not in (None, argparse.SUPPRESS) and "[default:" not in text:
+            text += " [default: %(default)s]"
+        return text
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(formatter_class=_Help, **kwargs)
+
     def error(self, message: str):
-        """A usage error is one line and exit code 2, like every other fmnist error."""
-        print_error(f"{message} (see {self.prog} --help)")
+        """A usage error is one line and exit code 2, like every other fmnist error; a mistyped
+        flag gets the nearest real one."""
+        print_error(f"{message}{self._did_you_mean(message)} (see {self.prog} --help)")
         sys.exit(2)
+
+    def _did_you_mean(self, message: str) -> str:
+        import difflib
+
+        if not message.startswith("unrecognized arguments: "):
+            return ""
+        flags = [flag for action in self._actions for flag in action.option_strings if flag.startswith("--")]
+        for token in message.split(": ", 1)[1].split():
+            typed = token.split("=", 1)[0]
+            if typed.startswith("-"):
+                close = difflib.get_close_matches("--" + typed.lstrip("-").replace("_", "-"), flags, n=1, cutoff=0.6)
+                if close:
+                    return f"; did you mean {close[0]}?"
+        return ""
 
 
 def _bundle_options(p: argparse.ArgumentParser, images: bool) -> None:
     from fmnist.runtime.images import INVERT_CHOICES
-    from fmnist.runtime.limits import MAX_PIXELS
     from fmnist.runtime.sessions import PROVIDERS
 
     if images:
-        images_help = "image files (any format Pillow reads) or folders of them"
-        p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help=images_help)
-        p.add_argument(
-            "--invert",
-            choices=INVERT_CHOICES,
-            default="auto",
-            help="invert to light-on-dark: auto (from the border pixels), yes, no (default: auto)",
-        )
-        p.add_argument(
-            "--max-pixels",
-            type=int,
-            default=MAX_PIXELS,
-            metavar="N",
-            help="refuse images of more pixels (width x height), judged from their header before "
-            f"decoding, as `fmnist serve` does (default: {MAX_PIXELS:,}, 2048x2048)",
-        )
+        _image_options(p, INVERT_CHOICES)
     p.add_argument(
         "--artifacts",
         type=Path,
-        help="bundle folder (default: $FMNIST_ARTIFACTS, else ./artifacts if it holds a bundle, "
-        "else the bundled model)",
+        metavar="DIR",
+        help="bundle folder [default: $FMNIST_ARTIFACTS, else ./artifacts if it holds a bundle, "
+        "else the bundled model]",
     )
     p.add_argument(
         "--provider",
         choices=PROVIDERS,
+        metavar="|".join(PROVIDERS),
         default="auto",
         help="onnxruntime provider: auto (CUDA when this onnxruntime has it, else the CPU without a word), cpu, "
-        "or cuda (the CPU with a one-line notice when CUDA is missing or fails to start) (default: auto)",
+        "or cuda (the CPU with a one-line notice when CUDA is missing or fails to start)",
     )
+
+
+def _image_options(p: argparse.ArgumentParser, invert_choices: tuple[str, ...]) -> None:
+    from fmnist.runtime.limits import MAX_PIXELS, shown_pixels
+
+    p.add_argument(
+        "images", nargs="+", type=Path, metavar="IMAGE", help="image files (any format Pillow reads) or folders of them"
+    )
+    p.add_argument(
+        "--invert",
+        choices=invert_choices,
+        metavar="|".join(invert_choices),
+        default="auto",
+        help="invert to light-on-dark: auto (from the border pixels), yes, no",
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=_pixels,
+        default=MAX_PIXELS,
+        metavar="WxH",
+        help="refuse images of more pixels (2048x2048 or 4194304), judged from their header before "
+        f"decoding, as `fmnist serve` does [default: {shown_pixels(MAX_PIXELS)}]",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="processes decoding images in parallel with the model [default: one per core]",
+    )
+
+
+def _pixels(text: str) -> int:
+    from fmnist.runtime.limits import parse_pixels
+
+    try:
+        return parse_pixels(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"give WIDTHxHEIGHT (2048x2048) or a pixel count, not {text!r}") from None
 
 
 def _scale_flag(p: argparse.ArgumentParser) -> None:
@@ -303,7 +449,9 @@ def _scale_flag(p: argparse.ArgumentParser) -> None:
         "--scale",
         type=_scale,
         default=DEFAULT_SCALE,
-        help=f"PNG pixels per image pixel, nearest neighbour; 1 keeps 28x28 (default: {DEFAULT_SCALE}, 112 px)",
+        metavar="S",
+        help=f"PNG pixels per image pixel, 1 to {MAX_SCALE}, nearest neighbour; 1 keeps 28x28, 4 shows a garment "
+        "at 112 px",
     )
 
 
@@ -314,8 +462,22 @@ def _scale(text: str) -> int:
     return value
 
 
-def _json_flag(p: argparse.ArgumentParser, help: str) -> None:
-    p.add_argument("--json", dest="as_json", action="store_true", help=help)
+def _json_flags(p: argparse.ArgumentParser, row: str) -> None:
+    """--json (one array, as it grows) and --jsonl (one object per line), exclusive."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--json", dest="style", action="store_const", const="json", help=f"print one JSON array of {row}"
+    )
+    group.add_argument(
+        "--jsonl", dest="style", action="store_const", const="jsonl", help=f"print one {row} per line (JSON lines)"
+    )
+    p.set_defaults(style="text")
+
+
+def _seed_flag(p: argparse.ArgumentParser, help: str) -> None:
+    from fmnist.runtime.limits import SEED_RANGE
+
+    p.add_argument("--seed", type=int, default=0, metavar="N", help=f"{help}, {SEED_RANGE[0]} to 2**32 - 1")
 
 
 def build_parser(name: str) -> argparse.ArgumentParser:
@@ -332,51 +494,60 @@ def build_parser(name: str) -> argparse.ArgumentParser:
         return p
 
     p = command(generate, images=False)
-    p.add_argument("--n", type=int, default=16, help=f"how many images, 1 to {MAX_GENERATE:,} (default: 16)")
-    p.add_argument("--sampler", default=samplers.DEFAULT, help=samplers.help_text())
-    p.add_argument("--seed", type=int, default=0, help="same seed, same images (default: 0)")
+    p.add_argument("--n", type=int, default=16, metavar="N", help=f"how many images, 1 to {MAX_GENERATE:,}")
+    names = [s.name for s in samplers.SAMPLERS]
+    p.add_argument("--sampler", default=samplers.DEFAULT, choices=names, metavar="|".join(names), help=samplers.help_text())
+    _seed_flag(p, "same seed, same images")
     p.add_argument(
         "--class",
         dest="label",
         metavar="CLASS",
         help="only this class: a label number (0-9) or a class name in any case, e.g. Sneaker "
-        "(kde sampler; bundles exported since format 2) (default: any class)",
+        "(kde sampler; bundles exported since format 2) [default: any class]",
     )
     p.add_argument(
         "--out",
         type=Path,
         default=Path("samples.png"),
-        help="a .png (one grid), a .npy (float32 [n,28,28] in [0,1]) or a folder (one PNG each) (default: samples.png)",
+        metavar="PATH",
+        help="a .png (one grid), a .npy (float32 [n,28,28] in [0,1]) or a folder (one PNG each)",
     )
     _scale_flag(p)
+    if name in parsers:  # the others are not built: a command's start-up is its own
+        return parsers[name]
 
     p = command(classify, images=True)
-    top_k_help = "classes to show per image, most likely first, 1 to 10 (default: 1)"
-    p.add_argument("--top-k", type=int, default=1, help=top_k_help)
-    _json_flag(p, 'print one JSON array of {"path", "label", "class", "probability"} (with --top-k > 1 also "top_k")')
+    p.add_argument("--top-k", type=int, default=1, metavar="K", help="classes per image, most likely first, 1 to 10")
+    _json_flags(p, '{"path", "label", "class", "probability"} (with --top-k > 1 also "top_k")')
+    if name in parsers:
+        return parsers[name]
 
     p = command(reconstruct, images=True)
     p.add_argument(
         "--out",
         type=Path,
         default=Path("reconstructions.png"),
-        help="PNG: originals (top row) above reconstructions (default: reconstructions.png)",
+        metavar="PATH",
+        help="PNG: originals above their reconstructions, 32 pairs a row; over 1,024 images (fewer at a large "
+        "--scale), one PNG per 1,024 as OUT-0001.png, OUT-0002.png, ...",
     )
     _scale_flag(p)
+    p.add_argument("--labels", action="store_true", help='name the rows of the grid ("input", "recon.") on its left')
 
     p = command(encode, images=True)
-    _json_flag(p, 'print a JSON array of {"path", "latent"}')
-    p.add_argument("--out", type=Path, help="write the latents as a float32 .npy [N, d]")
+    _json_flags(p, '{"path", "latent"}')
+    p.add_argument("--out", type=Path, metavar="PATH", help="write the latents as a float32 .npy [N, d]")
 
     p = command(evaluate, images=False)
     p.add_argument(
         "--data-dir",
         type=Path,
-        help="folder holding FashionMNIST/raw (default: $FMNIST_DATA, else the folder the bundle was exported with, "
-        "else $XDG_CACHE_HOME/fmnist or ~/.cache/fmnist)",
+        metavar="DIR",
+        help="folder holding FashionMNIST/raw [default: $FMNIST_DATA, else the folder the bundle was exported "
+        "with, else $XDG_CACHE_HOME/fmnist or ~/.cache/fmnist]",
     )
-    _json_flag(p, "print one JSON object")
-    p.add_argument("--seed", type=int, default=0, help="seed for the VAE noise and the samplers (default: 0)")
+    p.add_argument("--json", dest="as_json", action="store_true", help="print one JSON object")
+    _seed_flag(p, "seed for the VAE noise and the samplers")
     return parsers[name]
 
 
@@ -387,14 +558,35 @@ def run(argv: list[str]) -> int:
     args = vars(build_parser(argv[0]).parse_intermixed_args(argv[1:]))
     func = args.pop("func")
     try:
-        code = func(**args)
-        sys.stdout.flush()  # a closed pipe (| head) shows here, inside the try
+        with _sigterm_stops():
+            code = func(**args)
+            sys.stdout.flush()  # a closed pipe (| head) shows here, inside the try
         return code
-    except (FmnistError, KeyboardInterrupt) as e:
+    except (FmnistError, KeyboardInterrupt, Interrupted) as e:
         return report_error(e)
     except BrokenPipeError:  # the reader went away: stop quietly, as click did
         _silence_stdout()
         return 1
+
+
+@contextlib.contextmanager
+def _sigterm_stops():
+    """SIGTERM stops a command as Ctrl-C does: one line, exit code 143, the decoding processes
+    ended on the way out (a plain SIGTERM would leave them writing to a closed pipe)."""
+    import signal
+
+    def stop(signum, frame):
+        raise Interrupted(signum, "stopped (SIGTERM)")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread (a test runner's worker): leave it be
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _silence_stdout() -> None:

@@ -5,7 +5,6 @@ one line and exit code 2 up front, not a traceback after the model has run. Stan
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from fmnist.errors import InputError
@@ -65,9 +64,33 @@ def check_folder(folder: Path, flag: str = "--out") -> Path:
     for part in folder.relative_to(existing).parts:
         if len(os.fsencode(part)) > name_max:
             raise InputError(f"{flag} {folder}: cannot write there (file name too long)")
+    import tempfile  # here: the commands writing one file start without it
+
     try:
         with tempfile.NamedTemporaryFile(dir=existing, prefix=".fmnist-write-check-"):
             pass
     except OSError as e:
         raise InputError(f"{flag} {folder}: cannot write in {existing} ({_reason(e)})") from None
     return folder
+
+
+def check_not_inputs(outs: tuple[Path, ...] | list[Path], inputs: list[Path], flag: str = "--out") -> None:
+    """InputError when an output path is one of the inputs, whatever the spelling (``./x.png``,
+    a link, a hard link): writing it would destroy what the command reads. Only an existing
+    output can be an input, so only those are compared, by device and inode."""
+    existing = {_identity(out): out for out in outs if out is not None and out.exists()}
+    existing.pop(None, None)
+    if not existing:
+        return
+    for path in inputs:
+        out = existing.get(_identity(path))
+        if out is not None:
+            raise InputError(f"{flag} {out} is also an input ({path}); give {flag} another path")
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino

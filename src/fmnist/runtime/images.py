@@ -10,10 +10,15 @@ from pathlib import Path
 import numpy as np
 
 from fmnist.errors import InputError
+from fmnist.runtime.limits import shown_pixels
 
 INVERT_CHOICES = ("auto", "yes", "no")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
 SIZE = 28
+GRID_GREY = 128  # padding between the images of a grid
+PNG_COMPRESSION = 1
+GRID_COLUMNS = 32  # image pairs per row of a reconstruction grid
+MAX_GRID = 1024  # image pairs per reconstruction grid
 # above the background by this much (of the full range) a pixel is part of the garment: over JPEG
 # noise and paper texture, under the faintest fabric
 GARMENT_THRESHOLD = 0.08
@@ -110,8 +115,12 @@ def fit(gray: np.ndarray) -> np.ndarray:
 def frame(gray: np.ndarray) -> np.ndarray:
     """A photo framed as Fashion-MNIST frames its garments: cropped to the garment's bounding box
     (pixels brighter than the border's median by GARMENT_THRESHOLD), which ``fit`` then scales to
-    fill the 28-pixel side, with that background level taken to black. An image with no such
-    pixels (blank, or a garment filling the frame) is left as it is."""
+    fill the 28-pixel side, with that background level taken to black. An image in which no pixel
+    stands out from the rest (one flat colour, JPEG noise at most) holds no garment: it becomes
+    all black, which ``is_blank`` tells. One with no pixel above the border's level otherwise (a
+    garment filling the frame) is left as it is."""
+    if float(gray.max() - gray.min()) <= GARMENT_THRESHOLD:
+        return np.zeros_like(gray)
     border = np.concatenate([gray[0], gray[-1], gray[1:-1, 0], gray[1:-1, -1]])
     background = float(np.median(border))
     rows, cols = np.nonzero(gray > background + GARMENT_THRESHOLD)
@@ -122,7 +131,8 @@ def frame(gray: np.ndarray) -> np.ndarray:
 
 
 def is_blank(x: np.ndarray) -> bool:
-    """A preprocessed image with no garment in it: no pixel stands out from the rest."""
+    """A preprocessed image with no garment in it: no pixel stands out from the rest (``frame``
+    makes every flat photo all black, whatever its colour or size)."""
     return float(x.max() - x.min()) <= GARMENT_THRESHOLD
 
 
@@ -140,24 +150,27 @@ def preprocess(image, invert: str = "auto") -> np.ndarray:
     return fit(gray if gray.shape == (SIZE, SIZE) else frame(gray))
 
 
-def check_size(image, name: str, max_pixels: int) -> None:
+def check_size(image, name: str, max_pixels: int, flag: str | None = None) -> None:
     """InputError when an opened image has more than ``max_pixels`` pixels, judged from its header
-    before its pixels are decoded (a 140 kB PNG can hold 12000x12000 of them)."""
+    before its pixels are decoded (a 140 kB PNG can hold 12000x12000 of them). ``flag``: the
+    option that sets the limit, named in the message."""
     pixels = image.width * image.height
     if pixels > max_pixels:
-        raise InputError(f"{name}: image of {pixels} pixels is over the limit of {max_pixels}")
+        hint = f" ({shown_pixels(max_pixels)}; {flag} raises it)" if flag else ""
+        raise InputError(f"{name}: image of {pixels} pixels is over the limit of {max_pixels}{hint}")
 
 
-def load_image(source, invert: str = "auto", max_pixels: int | None = None) -> np.ndarray:
+def load_image(source, invert: str = "auto", max_pixels: int | None = None, flag: str | None = None) -> np.ndarray:
     """Path or bytes of any Pillow-readable image -> float32 (28, 28) in [0, 1] per the contract.
 
     Raises InputError (one line) for missing, unreadable or truncated files, and for images of
-    more than ``max_pixels`` pixels (None: no limit but Pillow's own).
+    more than ``max_pixels`` pixels (None: no limit but Pillow's own; ``flag``: the option that
+    raises it, named in that message).
     """
     name = "upload" if isinstance(source, bytes | bytearray) else str(source)
     image = open_image(source, name)
     if max_pixels is not None:
-        check_size(image, name, max_pixels)
+        check_size(image, name, max_pixels, flag)
     return preprocess(decode(image, name), invert)
 
 
@@ -180,13 +193,59 @@ def grid(images: np.ndarray, columns: int | None = None, pad: int = 2, scale: in
     ``scale`` > 1 enlarges every pixel to a ``scale`` x ``scale`` block (nearest neighbour)."""
     n = len(images)
     columns = columns or math.ceil(math.sqrt(n))
-    rows = math.ceil(n / columns)
-    step = SIZE + pad
-    canvas = np.full((rows * step + pad, columns * step + pad), 128, dtype=np.uint8)
+    canvas = _canvas(math.ceil(n / columns), columns, pad)
     for k, img in enumerate(images):
-        r, c = divmod(k, columns)
-        canvas[pad + r * step : pad + r * step + SIZE, pad + c * step : pad + c * step + SIZE] = to_uint8(img)
+        _place(canvas, img, *divmod(k, columns), pad)
     return upscale(canvas, scale)
+
+
+def paired_grid(top: np.ndarray, bottom: np.ndarray, columns: int, pad: int = 2, scale: int = 1) -> np.ndarray:
+    """Two (N, 28, 28) sets as pairs of rows, at most ``columns`` wide: image i of ``top`` right
+    above image i of ``bottom`` (originals above their reconstructions)."""
+    columns = min(columns, len(top))
+    canvas = _canvas(2 * math.ceil(len(top) / columns), columns, pad)
+    for k, (upper, lower) in enumerate(zip(top, bottom, strict=True)):
+        r, c = divmod(k, columns)
+        _place(canvas, upper, 2 * r, c, pad)
+        _place(canvas, lower, 2 * r + 1, c, pad)
+    return upscale(canvas, scale)
+
+
+def pairs_per_grid(scale: int, columns: int = GRID_COLUMNS, most: int = MAX_GRID) -> int:
+    """How many image pairs one ``paired_grid`` PNG holds at ``scale`` and stays under Pillow's
+    decompression-bomb limit (with room for labels): at most ``most``, a whole number of rows."""
+    from PIL import Image
+
+    step = (SIZE + 2) * scale
+    fits = int(Image.MAX_IMAGE_PIXELS / (2 * step * step * 1.15))
+    return max(columns, min(most, fits) // columns * columns)
+
+
+def label_rows(array: np.ndarray, labels: tuple[str, ...], scale: int, pad: int = 2) -> np.ndarray:
+    """A grid (from ``grid``/``paired_grid`` at ``scale``) with a margin on the left naming each
+    row, ``labels`` repeated down the rows (e.g. ("input", "recon")) in white on the grey."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    row = (SIZE + pad) * scale
+    font = ImageFont.load_default(size=max(10, 5 * scale))
+    width = int(max(font.getlength(text) for text in labels)) + 4 * scale + 4
+    image = Image.new("L", (array.shape[1] + width, array.shape[0]), GRID_GREY)
+    image.paste(Image.fromarray(array), (width, 0))
+    draw = ImageDraw.Draw(image)
+    for r in range(array.shape[0] // row):
+        y = pad * scale + r * row + SIZE * scale // 2
+        draw.text((2 * scale + 2, y), labels[r % len(labels)], fill=255, font=font, anchor="lm")
+    return np.asarray(image)
+
+
+def _canvas(rows: int, columns: int, pad: int) -> np.ndarray:
+    step = SIZE + pad
+    return np.full((rows * step + pad, columns * step + pad), GRID_GREY, dtype=np.uint8)
+
+
+def _place(canvas: np.ndarray, image: np.ndarray, r: int, c: int, pad: int) -> None:
+    top, left = pad + r * (SIZE + pad), pad + c * (SIZE + pad)
+    canvas[top : top + SIZE, left : left + SIZE] = to_uint8(image)
 
 
 def upscale(array: np.ndarray, scale: int) -> np.ndarray:
@@ -199,11 +258,21 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
 
 
 def png_bytes(array: np.ndarray) -> bytes:
-    from PIL import Image
+    """PNG of a 2-D uint8 array (8-bit greyscale), written with zlib at level 1 and no row
+    filters: a fifth larger than Pillow's default and several times faster to write, with no
+    Pillow import (``fmnist generate`` never needs Pillow otherwise)."""
+    import struct
+    import zlib
 
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    height, width = array.shape
+    rows = np.zeros((height, width + 1), np.uint8)  # each row behind its filter byte, 0 (none)
+    rows[:, 1:] = array
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit, greyscale, no interlace
+    idat = zlib.compress(rows.tobytes(), PNG_COMPRESSION)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 def to_png(images: np.ndarray, columns: int | None = None, scale: int = 1) -> bytes:

@@ -1,0 +1,101 @@
+"""The streaming path's pieces: ordered chunks through a pool, the .npy writer, the limits."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fmnist.cli.outputs import check_not_inputs
+from fmnist.errors import InputError
+from fmnist.runtime import stream
+from fmnist.runtime.images import is_blank, load_image
+from fmnist.runtime.limits import check_seed, parse_pixels, shown_pixels
+
+
+@pytest.fixture
+def files(tmp_path):
+    paths = []
+    for i in range(40):
+        a = np.zeros((28, 28), np.uint8)
+        a[i % 28, :] = 200  # image i lights row i % 28
+        paths.append(tmp_path / f"{i:02d}.png")
+        Image.fromarray(a).save(paths[-1])
+    return paths
+
+
+@pytest.mark.parametrize("jobs", [1, 3])
+def test_batches_come_in_input_order(files, monkeypatch, jobs):
+    monkeypatch.setattr(stream, "CHUNK", 3)
+    batches = list(stream.ImageStream(files, "no", None, jobs, batch=7))
+    assert [len(paths) for paths, _ in batches] == [7, 7, 7, 7, 7, 5]
+    paths = [p for ps, _ in batches for p in ps]
+    images = np.concatenate([x for _, x in batches])
+    assert paths == files
+    assert images.argmax(1).max(1).tolist() == [i % 28 for i in range(40)]
+
+
+def test_rows_to_npy_joins_blocks(tmp_path):
+    out = tmp_path / "z.npy"
+    blocks = [np.arange(6, dtype=np.float64).reshape(3, 2), np.ones((2, 2))]
+    assert stream.rows_to_npy(out, iter(blocks)) == 5
+    z = np.load(out)
+    assert z.dtype == np.float32 and z.tolist() == [[0, 1], [2, 3], [4, 5], [1, 1], [1, 1]]
+
+
+def test_rows_to_npy_leaves_nothing_when_the_rows_fail(tmp_path):
+    def failing():
+        yield np.ones((2, 2))
+        raise InputError("no readable image")
+
+    with pytest.raises(InputError):
+        stream.rows_to_npy(tmp_path / "z.npy", failing())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_check_not_inputs_compares_files_not_spellings(tmp_path):
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    a.write_bytes(b"a")
+    b.write_bytes(b"b")
+    check_not_inputs([b], [a])  # another file
+    check_not_inputs([tmp_path / "new.png"], [a])  # not there yet: no input
+    with pytest.raises(InputError, match="is also an input"):
+        check_not_inputs([tmp_path / "." / "a.png"], [a])
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 2**76])
+def test_seeds_outside_the_range_are_refused(seed):
+    with pytest.raises(InputError, match=r"--seed must be a whole number from 0 to 4,294,967,295"):
+        check_seed(seed)
+    assert check_seed(0) == 0 and check_seed(2**32 - 1) == 2**32 - 1
+
+
+def test_pixels_read_and_shown_as_width_x_height():
+    assert parse_pixels("2048x2048") == parse_pixels("4194304") == 4194304
+    assert shown_pixels(4194304) == "2048x2048" and shown_pixels(1000) == "1000"
+    with pytest.raises(ValueError):
+        parse_pixels("big")
+
+
+def _encoded(image: Image.Image, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "image",
+    [Image.new("L", (200, 300), 128), Image.new("L", (200, 300), 230), Image.new("RGB", (200, 300), (255, 0, 0))],
+    ids=["grey-128", "grey-230", "red"],
+)
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_flat_images_of_any_colour_are_blank(image, fmt):
+    assert is_blank(load_image(_encoded(image, fmt)))
+
+
+def test_a_garment_on_a_flat_background_is_not_blank():
+    a = np.full((300, 200), 230, np.uint8)
+    a[60:240, 50:150] = 60
+    assert not is_blank(load_image(_encoded(Image.fromarray(a), "JPEG")))
