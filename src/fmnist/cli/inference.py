@@ -165,15 +165,15 @@ def evaluate(data_dir: Path | None, as_json: bool, seed: int, artifacts: Path | 
     VAE ELBO, and sample quality in the fixed reference network's features."""
     from fmnist import degenerate
     from fmnist.config import default_data_dir
-    from fmnist.runtime.evaluation import evaluate_bundle, load_split
+    from fmnist.runtime.evaluation import bits_per_dim_line, evaluate_bundle, load_split, recorded_data_dir
+    from fmnist.runtime.progress import Progress
     from fmnist.runtime.sessions import notice
 
     model = _bundle(artifacts, provider)
-    recorded = model.manifest.get("provenance", {}).get("data_dir")  # the folder the bundle was exported with
-    root = data_dir or default_data_dir(Path(recorded) if recorded else None)
+    root = data_dir or default_data_dir(recorded_data_dir(model.manifest))
     images, labels = load_split(root, "t10k")
     train_images, _ = load_split(root, "train")
-    result = evaluate_bundle(model, images, labels, train_images, seed)
+    result = evaluate_bundle(model, images, labels, train_images, seed, progress=Progress.on_terminal(quiet=as_json))
     for line in degenerate.notices(
         accuracy=result["classifier_accuracy"],
         reconstruction_mse=result["reconstruction_mse"],
@@ -195,6 +195,7 @@ def evaluate(data_dir: Path | None, as_json: bool, seed: int, artifacts: Path | 
         head = result["head_accuracy_recorded"]
         print(f"  head, frozen encoder {head:.4f} (the seed's experiment; recorded by the training run)")
     print(f"  VAE ELBO             {result['vae_elbo']:.1f} nats/image")
+    print(f"  {bits_per_dim_line(result)}")
     floors = result["frechet_floors"]
     print(
         "  Frechet distance in the reference network's features (lower is better); floors: "

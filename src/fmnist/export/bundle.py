@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -138,6 +139,8 @@ def export_bundle(
                 "wall_time_s": {m: s.get("wall_time_s") for m, s in zip(MODELS, (ae, head, clf, vae), strict=True)},
             },
             "provenance": {
+                # the folders are the build machine's: evaluate looks elsewhere when they are not here
+                "machine": platform.node(),
                 "run_dir": str(run_dir.resolve()),
                 "data_dir": os.path.abspath(data_dir),
                 "command": " ".join(["fmnist", *sys.argv[1:]]),
