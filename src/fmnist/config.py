@@ -47,6 +47,9 @@ LR_SCHEDULES = ("cosine", "constant")
 # learned: the seed's scale, one scalar trained by gradient; optimal: the sigma-VAE's closed form
 # (Rybkin et al. 2021), the scale that maximises the likelihood of each batch's reconstructions
 VAE_SCALES = ("learned", "optimal")
+# gaussian: the seed's, one scale shared by all pixels; gaussian-pixel: one scale per pixel, on
+# dequantized pixels; logistic: a discretized logistic per pixel (its 8-bit levels' probabilities)
+VAE_LIKELIHOODS = ("gaussian", "gaussian-pixel", "logistic")
 ENCODER_SHAPE = ("latent_dim", "arch")  # the fields a classifier shares with the AE it is built on
 # Fields added after runs had been saved without them, with the values that reproduce those runs
 # (a saved config missing one predates it, so today's default would change what it trains).
@@ -93,6 +96,7 @@ class Config:
     aug_blur: float = 0.2  # probability of a Gaussian blur (sigma 0.4 to 1.2 pixels)
     # VAE
     vae_scale: str = "optimal"
+    vae_likelihood: str = "gaussian"  # the decoder's likelihood, one of VAE_LIKELIHOODS
     vae_from_ae: bool = True  # start the VAE's trunk and decoder from the run's AE when it has one
     iw_samples: int = 16  # importance samples for the log p(x) estimate (k decoder passes per test image)
 
@@ -123,6 +127,10 @@ class Config:
             (0.0 <= self.aug_brightness < 1.0, "aug_brightness must be in [0, 1)"),
             (0.0 <= self.aug_blur <= 1.0, "aug_blur must be in [0, 1]"),
             (self.vae_scale in VAE_SCALES, f"vae_scale must be one of {', '.join(VAE_SCALES)}"),
+            (
+                self.vae_likelihood in VAE_LIKELIHOODS,
+                f"--vae-likelihood must be one of {', '.join(VAE_LIKELIHOODS)}",
+            ),
             (self.iw_samples >= 1, "--iw-samples must be >= 1"),
         ]
         for ok, message in checks:

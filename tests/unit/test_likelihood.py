@@ -10,17 +10,19 @@ import pytest
 from fmnist.runtime import likelihood as lk
 
 
-def test_a_uniform_density_is_eight_bits_and_the_jacobian_counts_log_256():
-    assert lk.bits_per_dim(np.zeros(5), 784) == pytest.approx(8.0)
-    # a density of 2 per unit cube on [0, 1]^D is one bit per dimension better
-    assert lk.bits_per_dim(np.full(3, 10 * math.log(2)), 10) == pytest.approx(7.0)
+def test_a_uniform_density_over_the_levels_is_eight_bits():
+    """Uniform over the 256 bins of width 1/255: density (255/256)^D on [0, 1] scale."""
+    assert lk.bits_per_dim(np.full(5, 784 * math.log(255 / 256)), 784) == pytest.approx(8.0)
+    # twice that density is one bit per dimension better; the Jacobian counts log 255 per pixel
+    assert lk.bits_per_dim(np.full(3, 10 * math.log(2 * 255 / 256)), 10) == pytest.approx(7.0)
+    assert lk.bits_per_dim(np.zeros(2), 7) == pytest.approx(math.log2(255))
 
 
 def test_dequantize_keeps_each_pixel_inside_its_level():
     images = np.array([[[0, 1 / 255], [128 / 255, 1.0]]], dtype=np.float32)
     y = lk.dequantize(images, seed=3)
     assert y.shape == (1, 4)
-    assert np.array_equal(np.floor(y * 256), [[0, 1, 128, 255]])
+    assert np.array_equal(np.floor(y * 255 + 0.5), [[0, 1, 128, 255]])
     assert np.array_equal(lk.dequantize(images, 3), y) and not np.array_equal(lk.dequantize(images, 4), y)
 
 
@@ -68,7 +70,7 @@ def test_eigenvalues_are_floored_so_few_images_still_give_a_density():
 
 
 def test_discretized_logistic_sums_to_one_over_the_256_levels():
-    y = (np.arange(256)[:, None] + 0.5) / 256  # one pixel at every level
+    y = (np.arange(256)[:, None] + 0.3) / 255  # one pixel at every level
     for mean, log_scale in ((0.3, -3.0), (0.0, -6.0), (1.0, 0.5), (0.5, -9.0)):
         p = np.exp(lk.discretized_logistic(y, np.full_like(y, mean), np.full_like(y, log_scale)))
         assert p.sum() == pytest.approx(1.0, abs=1e-9)
@@ -76,7 +78,7 @@ def test_discretized_logistic_sums_to_one_over_the_256_levels():
 
 
 def test_discretized_logistic_matches_the_cdf_difference():
-    y, mean, log_scale = np.array([[100.2 / 256]]), np.array([[0.4]]), np.array([[-3.0]])
+    y, mean, log_scale = np.array([[100.2 / 255]]), np.array([[0.4]]), np.array([[-3.0]])
 
     def cdf(t):
         return 1 / (1 + math.exp(-(t - 0.4) / math.exp(-3.0)))

@@ -162,6 +162,14 @@ def train(
     unfreeze: Unfreeze = None,
     augment: Augment = None,
     vae_scale: VaeScale = None,
+    vae_likelihood: Annotated[
+        str | None,
+        typer.Option(
+            "--vae-likelihood",
+            help="The VAE decoder's likelihood: gaussian (one shared scale, the seed's), gaussian-pixel (a scale "
+            f"per pixel, on dequantized pixels) or logistic (discretized, per pixel). {_d('vae_likelihood')}",
+        ),
+    ] = None,
     iw_samples: Annotated[
         int | None, typer.Option("--iw-samples", help=f"Importance samples for the VAE's log p(x). {_d('iw_samples')}")
     ] = None,
@@ -228,6 +236,7 @@ def train(
         unfreeze=unfreeze,
         augment=augment,
         vae_scale=vae_scale,
+        vae_likelihood=vae_likelihood,
         iw_samples=iw_samples,
     )
     hardware = Hardware(accelerator, devices, strategy, precision, progress)

@@ -76,6 +76,13 @@ def evaluate_written(folder: Path, test: data_mod.Split, train: data_mod.Split, 
     return evaluate_bundle(Bundle(folder, "cpu"), images, test.labels.numpy(), train_images, seed)
 
 
+def vae_likelihood(vae) -> dict:
+    """The manifest's ``vae`` entry: the likelihood, its mean log scale, and per-pixel ones if any."""
+    scales = vae.log_scale.detach().flatten()
+    entry = {"log_scale": scales.mean().item(), "likelihood": vae.likelihood}
+    return entry if len(scales) == 1 else {**entry, "log_scales": scales.tolist()}
+
+
 def usability_notices(modules: dict, test: data_mod.Split) -> list[str]:
     """Notices for a degenerate classifier or AE (fmnist.degenerate), measured on the test set."""
     images = test.images.numpy() / 255.0
@@ -126,7 +133,7 @@ def export_bundle(
             "class_names": list(CLASS_NAMES),
             "input_contract": artifacts.INPUT_CONTRACT,
             "graphs": graphs,
-            "vae": {"log_scale": modules["vae"].model.log_scale.item()},
+            "vae": vae_likelihood(modules["vae"].model),
             "samplers": samplers,
             "training_metrics": {  # test-set figures of the run's summaries, from PyTorch
                 "reconstruction_mse": ae.get("test_mse"),

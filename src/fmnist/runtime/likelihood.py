@@ -3,14 +3,15 @@
 A density on continuous pixels is unbounded (a model can pile its mass on the exact values of an
 8-bit image), so image models are compared on dequantized data (Theis, van den Oord & Bethge 2016,
 "A note on the evaluation of generative models", section 3.1; Papamakarios et al. 2017, "Masked
-autoregressive flow", section 4): each pixel level i in 0..255 becomes y = (i + u) / 256 with
-u ~ U(0, 1), a model's density p(y) on [0, 1]^D is a lower bound in expectation on the probability
-of the 8-bit image, and the change of variables from [0, 256]^D to [0, 1]^D adds D log 256. So
+autoregressive flow", section 4): each pixel level i in 0..255 becomes y = (i + u - 1/2) / 255
+with u ~ U(0, 1), the level's bin around i / 255 (the scale the models are trained on). A model's
+density p(y) is then a lower bound in expectation on the probability of the 8-bit image, and the
+change of variables from levels to [0, 1] adds D log 255 (its Jacobian), so
 
-    bits/dim = -(log p(y) - D log 256) / (D log 2) = 8 - log p(y) / (D log 2),
+    bits/dim = -(log p(y) - D log 255) / (D log 2) = log2(255) - log p(y) / (D log 2),
 
-lower is better; a uniform density on [0, 1]^D gets exactly 8. A model of the 8-bit levels
-themselves (a discretized likelihood) gets log p(y) = log P(levels) + D log 256, the same formula.
+lower is better; a uniform density over the 256 levels gets exactly 8. A model of the levels
+themselves (a discretized likelihood) gets log p(y) = log P(levels) + D log 255, the same formula.
 """
 
 from __future__ import annotations
@@ -21,32 +22,32 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fmnist.config import VAE_LIKELIHOODS
+
 LEVELS = 256
+STEP = LEVELS - 1  # pixel = level / STEP
 LOG_2PI = math.log(2 * math.pi)
 CHUNK = 5000  # images per matrix product when fitting on the training set
 # The dequantization noise's variance, 1/12 of a level squared: no direction of the dequantized
 # data's true covariance has less, so it floors the fitted eigenvalues (a sample covariance of
 # N <= D images is singular otherwise; on the 60000 training images it barely acts)
-NOISE_FLOOR = 1.0 / (12 * LEVELS**2)
-# the VAE's likelihoods; "gaussian": one shared scale (the seed's); "gaussian-pixel": one scale
-# per pixel; "logistic": a discretized logistic per pixel (Salimans et al. 2017, PixelCNN++)
-VAE_LIKELIHOODS = ("gaussian", "gaussian-pixel", "logistic")
+NOISE_FLOOR = 1.0 / (12 * STEP**2)
 
 
 def levels(images: np.ndarray) -> np.ndarray:
     """Images in [0, 1] (level / 255, as the loaders give them) -> their 8-bit levels, int64."""
-    return np.rint(np.asarray(images, dtype=np.float64) * (LEVELS - 1)).astype(np.int64)
+    return np.rint(np.asarray(images, dtype=np.float64) * STEP).astype(np.int64)
 
 
 def dequantize(images: np.ndarray, seed: int = 0) -> np.ndarray:
-    """(N, ...) images in [0, 1] -> (N, D) float64 (level + u) / 256, u ~ U(0, 1) per pixel."""
+    """(N, ...) images in [0, 1] -> (N, D) float64 (level + u - 1/2) / 255, u ~ U(0, 1) per pixel."""
     x = levels(images).reshape(len(images), -1)
-    return (x + np.random.default_rng(seed).random(x.shape)) / LEVELS
+    return (x + np.random.default_rng(seed).random(x.shape) - 0.5) / STEP
 
 
 def bits_per_dim(log_density: np.ndarray, dims: int) -> float:
-    """Mean bits per dimension from log densities (nats) of dequantized images on [0, 1]^dims."""
-    return float(math.log2(LEVELS) - np.mean(log_density) / (dims * math.log(2)))
+    """Mean bits per dimension from log densities (nats) of dequantized images (module docstring)."""
+    return float(math.log2(STEP) - np.mean(log_density) / (dims * math.log(2)))
 
 
 @dataclass(frozen=True)
@@ -99,11 +100,11 @@ def log_sigmoid(t: np.ndarray) -> np.ndarray:
 
 
 def discretized_logistic(y: np.ndarray, mean: np.ndarray, log_scale: np.ndarray) -> np.ndarray:
-    """log P(level | logistic(mean, scale)) per pixel, the level being floor(256 y) and its bin
+    """log P(level | logistic(mean, scale)) per pixel, y's level being round(255 y) and its bin
     [level - 1/2, level + 1/2] / 255, the end bins open to -inf and +inf (PixelCNN++, Salimans
     et al. 2017, eq. 2); pixels in [0, 1] as the decoder sees them."""
-    centre = np.floor(y * LEVELS) / (LEVELS - 1)
-    half = 0.5 / (LEVELS - 1)
+    centre = np.rint(y * STEP) / STEP
+    half = 0.5 / STEP
     inv = np.exp(-log_scale)
     upper = np.where(centre >= 1 - half, np.inf, (centre + half - mean) * inv)
     lower = np.where(centre <= half, -np.inf, (centre - half - mean) * inv)
@@ -117,9 +118,9 @@ def discretized_logistic(y: np.ndarray, mean: np.ndarray, log_scale: np.ndarray)
 
 def decoder_log_density(kind: str, y: np.ndarray, mean: np.ndarray, log_scale: np.ndarray) -> np.ndarray:
     """log p(y | mean) in nats, (..., D) -> (...,), for ``kind`` in VAE_LIKELIHOODS; a discrete
-    likelihood's probability counts as the density D log 256 on its bins (module docstring)."""
+    likelihood's probability counts as the density D log 255 on its bins (module docstring)."""
     if kind == "logistic":
-        return (discretized_logistic(y, mean, log_scale) + math.log(LEVELS)).sum(-1)
+        return (discretized_logistic(y, mean, log_scale) + math.log(STEP)).sum(-1)
     return (-0.5 * ((y - mean) * np.exp(-log_scale)) ** 2 - log_scale - 0.5 * LOG_2PI).sum(-1)
 
 
