@@ -493,6 +493,13 @@ def report(
     study: Annotated[
         str | None, typer.Option("--study", help="Only this Optuna study name. (default: every study found)")
     ] = None,
+    compare: Annotated[
+        Path | None,
+        typer.Option(
+            "--compare",
+            help="Run whose AE (untuned) to show beside this run's (tuned). (default: the seed recipe's bundle)",
+        ),
+    ] = None,
 ) -> None:
     """Every figure of the study (curves, reconstructions, latents, samples, tuning) as PNGs plus report.html."""
     require_training_extra("report")
@@ -515,6 +522,7 @@ def report(
         seed=seed,
         storage=storage,
         study=study,
+        compare=compare,
         log=typer.echo,
     )
     for notice in made.notices:
