@@ -142,7 +142,7 @@ def test_metrics(model_name: str, module, splits: data_mod.Splits, folder: Path,
         return {"test_" + k: v for k, v in evaluate.ae_metrics(model, splits.test).items()}
     if model_name in ("head", "classifier"):
         m = evaluate.classifier_metrics(model, splits.test)
-        figures.save_confusion(m["confusion"], folder)
+        figures.save_confusion(m["confusion"], folder, model_name)
         return {"test_accuracy": m["accuracy"], "test_per_class_accuracy": m["per_class_accuracy"]}
     progress = None
     if label:
