@@ -131,3 +131,14 @@ def test_evaluate_shows_a_bar_per_measurement_on_a_terminal_only(toy_bundle, dat
     assert "[" not in shown and json.loads(stdout)["test_images"] == 40
     piped = subprocess.run([sys.executable, "-m", "fmnist", *args], capture_output=True, text=True, timeout=300)
     assert piped.returncode == 0 and "[" not in piped.stderr and "\r" not in piped.stderr
+
+
+def test_the_headline_export_prints_holds_evaluates_figures(toy_bundle, data_dir):  # noqa: F811
+    from fmnist.runtime.evaluation import headline
+
+    got = evaluate_json("--data-dir", data_dir, "--artifacts", toy_bundle)
+    lines = headline(got)
+    assert len(lines) == 5 and all("\n" not in line for line in lines)
+    assert lines[0] == f"reconstruction MSE {got['reconstruction_mse']:.5f}"
+    assert f"PPCA {got['ppca_bits_per_dim']:.3f}" in lines[3]
+    assert f"kde-pca {got['samplers']['kde-pca']['frechet_distance']:.1f}" in lines[4]

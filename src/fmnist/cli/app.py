@@ -460,6 +460,10 @@ def export(
     )
     size = sum(f["size"] for f in manifest["files"].values())
     typer.echo(f"exported {run} -> {out} ({len(manifest['files'])} files, {size / 1e6:.1f} MB)")
+    from fmnist.runtime.evaluation import headline
+
+    for line in headline(manifest["metrics"]):
+        typer.echo(f"  {line}")
 
 
 @app.command()

@@ -126,6 +126,19 @@ def bits_per_dim(bundle: Bundle, images: np.ndarray, train_images: np.ndarray, s
     }
 
 
+def headline(result: dict) -> list[str]:
+    """The bundle's headline figures from ``evaluate_bundle``'s result, one line each (what
+    ``fmnist export`` ends with; ``fmnist evaluate`` prints these and more)."""
+    frechet = ", ".join(f"{name} {s['frechet_distance']:.1f}" for name, s in result["samplers"].items())
+    return [
+        f"reconstruction MSE {result['reconstruction_mse']:.5f}",
+        f"classifier accuracy {result['classifier_accuracy']:.4f} (product photos {result['photo_accuracy']:.4f})",
+        f"VAE ELBO {result['vae_elbo']:.1f} nats/image",
+        bits_per_dim_line(result),
+        f"Frechet distance of samples (lower is better): {frechet}",
+    ]
+
+
 def bits_per_dim_line(result: dict) -> str:
     """The bits/dim figures of ``evaluate_bundle`` as one line of ``fmnist evaluate``'s report."""
     return (
