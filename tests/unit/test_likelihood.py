@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from fmnist.errors import BundleError
 from fmnist.runtime import likelihood as lk
 
 
@@ -110,5 +111,7 @@ def test_manifest_likelihood_reads_old_and_new_bundles():
     assert kind == "gaussian" and scales.tolist() == [-2.0] * 4
     kind, scales = lk.manifest_likelihood({"log_scale": -2.0, "likelihood": "logistic", "log_scales": [1, 2, 3, 4]}, 4)
     assert kind == "logistic" and scales.tolist() == [1, 2, 3, 4]
-    with pytest.raises(ValueError):
+    with pytest.raises(BundleError, match="likelihood 'bernoulli'"):
         lk.manifest_likelihood({"log_scale": 0.0, "likelihood": "bernoulli"}, 4)
+    with pytest.raises(BundleError, match="with 3 log scales"):
+        lk.manifest_likelihood({"log_scale": 0.0, "likelihood": "logistic", "log_scales": [0, 1, 2]}, 4)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fmnist.config import VAE_LIKELIHOODS
+from fmnist.errors import BundleError
 
 LEVELS = 256
 STEP = LEVELS - 1  # pixel = level / STEP
@@ -161,6 +162,9 @@ def manifest_likelihood(vae: dict, dims: int) -> tuple[str, np.ndarray]:
     ``log_scale``."""
     kind = vae.get("likelihood", "gaussian")
     scales = np.asarray(vae.get("log_scales", vae["log_scale"]), dtype=np.float64).reshape(-1)
-    if kind not in VAE_LIKELIHOODS or scales.size not in (1, dims):
-        raise ValueError(f"vae likelihood {kind!r} with {scales.size} log scales")
+    if kind not in VAE_LIKELIHOODS or scales.size not in (1, dims) or not np.isfinite(scales).all():
+        raise BundleError(
+            f"manifest vae: likelihood {kind!r} with {scales.size} log scales; expected one of "
+            f"{', '.join(VAE_LIKELIHOODS)} with 1 or {dims} finite ones: re-export the bundle"
+        )
     return kind, np.broadcast_to(scales, (dims,))
