@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from fmnist.runtime.bundle import Bundle
-from fmnist.runtime.evaluation import bits_per_dim, load_split
+from fmnist.runtime.evaluation import bits_per_dim, iw_samples, load_split
 from fmnist.runtime.progress import Progress
 
 
@@ -28,8 +28,12 @@ def main() -> None:
         bundle = Bundle(folder, "cpu")
         start = time.perf_counter()
         figures = bits_per_dim(bundle, test, train, args.seed, Progress.on_terminal())
-        k = bundle.manifest["training_metrics"].get("vae_iw_samples")
-        row = {"bundle": str(folder), "iw_samples": k, **figures, "seconds": round(time.perf_counter() - start, 1)}
+        row = {
+            "bundle": str(folder),
+            "iw_samples": iw_samples(bundle.manifest),
+            **figures,
+            "seconds": round(time.perf_counter() - start, 1),
+        }
         print(json.dumps(row), flush=True)
     print(f"# {len(test)} test images, {len(train)} training images, seed {args.seed}", file=sys.stderr)
 

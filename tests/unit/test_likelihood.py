@@ -115,3 +115,11 @@ def test_manifest_likelihood_reads_old_and_new_bundles():
         lk.manifest_likelihood({"log_scale": 0.0, "likelihood": "bernoulli"}, 4)
     with pytest.raises(BundleError, match="with 3 log scales"):
         lk.manifest_likelihood({"log_scale": 0.0, "likelihood": "logistic", "log_scales": [0, 1, 2]}, 4)
+
+
+def test_the_bundles_k_comes_from_its_run_else_its_vae_config():
+    from fmnist.runtime.evaluation import iw_samples
+
+    assert iw_samples({"training_metrics": {"vae_iw_samples": 16}, "configs": {"vae": {"iw_samples": 4}}}) == 16
+    assert iw_samples({"configs": {"vae": {"iw_samples": 4}}, "config": {"iw_samples": 100}}) == 4
+    assert iw_samples({"config": {"iw_samples": 100}}) == 100

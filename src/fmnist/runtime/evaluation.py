@@ -97,6 +97,14 @@ def photo_accuracy(bundle: Bundle, images: np.ndarray, labels: np.ndarray, seed:
     return float((bundle.classify(x).argmax(1) == labels).mean())
 
 
+def iw_samples(manifest: dict) -> int:
+    """The bundle's k for the importance-weighted bound: as its run measured log p(x), else its
+    VAE's config (bundles that predate ``training_metrics``)."""
+    recorded = manifest.get("training_metrics", {}).get("vae_iw_samples")
+    config = manifest.get("configs", {}).get("vae") or manifest.get("config", {})
+    return int(recorded or config.get("iw_samples") or 1)
+
+
 def bits_per_dim(bundle: Bundle, images: np.ndarray, train_images: np.ndarray, seed: int, progress: Progress) -> dict:
     """Test log-likelihood in bits per dimension on the dequantized 8-bit images (``likelihood``):
     the VAE's importance-weighted bound with the bundle's k, beside a full-covariance Gaussian and
@@ -105,7 +113,7 @@ def bits_per_dim(bundle: Bundle, images: np.ndarray, train_images: np.ndarray, s
     train = likelihood.dequantize(train_images, seed + 1)
     dims = test.shape[1]
     kind, log_scale = likelihood.manifest_likelihood(bundle.manifest["vae"], dims)
-    k = int(bundle.manifest.get("training_metrics", {}).get("vae_iw_samples") or 1)
+    k = iw_samples(bundle.manifest)
     vae = likelihood.vae_log_density(
         lambda y: bundle.vae_encode(y.reshape(-1, 28, 28)),
         lambda z: bundle.decode(z, "vae_decoder").reshape(len(z), -1),
