@@ -337,8 +337,8 @@ def build_parser(name: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--data-dir",
         type=Path,
-        help="folder holding FashionMNIST/raw (default: $FMNIST_DATA, else the folder the bundle was exported with, "
-        "else $XDG_CACHE_HOME/fmnist or ~/.cache/fmnist)",
+        help="folder holding FashionMNIST/raw (default: $FMNIST_DATA, else the folder the bundle was exported with "
+        "if it exists here, else $XDG_CACHE_HOME/fmnist or ~/.cache/fmnist)",
     )
     _json_flag(p, "print one JSON object")
     p.add_argument("--seed", type=int, default=0, help="seed for the VAE noise and the samplers (default: 0)")
