@@ -45,6 +45,9 @@ LR_SCHEDULES = ("cosine", "constant")
 # learned: the seed's scale, one scalar trained by gradient; optimal: the sigma-VAE's closed form
 # (Rybkin et al. 2021), the scale that maximises the likelihood of each batch's reconstructions
 VAE_SCALES = ("learned", "optimal")
+# gaussian: the seed's, one scale shared by all pixels; gaussian-pixel: one scale per pixel, on
+# dequantized pixels; logistic: a discretized logistic per pixel (its 8-bit levels' probabilities)
+VAE_LIKELIHOODS = ("gaussian", "gaussian-pixel", "logistic")
 ENCODER_SHAPE = ("latent_dim", "arch")  # the fields a classifier shares with the AE it is built on
 # Fields added after runs had been saved without them, with the values that reproduce those runs
 # (a saved config missing one predates it, so today's default would change what it trains).
@@ -139,6 +142,12 @@ class Config:
         "The VAE likelihood's shared scale: optimal (sigma-VAE closed form) or learned (by gradient, the seed's).",
         choices=VAE_SCALES,
     )
+    vae_likelihood: str = hyper(
+        "gaussian",
+        "The VAE decoder's likelihood: gaussian (one shared scale, the seed's), gaussian-pixel (a scale per "
+        "pixel, on dequantized pixels) or logistic (discretized, per pixel).",
+        choices=VAE_LIKELIHOODS,
+    )
     vae_from_ae: bool = hyper(True, "Start the VAE's trunk and decoder from the run's AE when it has one.")
     iw_samples: int = hyper(16, "Importance samples for the VAE's log p(x) (k decoder passes per test image).")
 
@@ -166,6 +175,7 @@ class Config:
             (0.0 <= self.aug_contrast < 1.0, "--aug-contrast must be in [0, 1)"),
             (0.0 <= self.aug_brightness < 1.0, "--aug-brightness must be in [0, 1)"),
             (0.0 <= self.aug_blur <= 1.0, "--aug-blur must be in [0, 1]"),
+            (self.vae_likelihood in VAE_LIKELIHOODS, f"--vae-likelihood must be one of {', '.join(VAE_LIKELIHOODS)}"),
             (self.iw_samples >= 1, "--iw-samples must be >= 1"),
         ]
         for ok, message in checks:

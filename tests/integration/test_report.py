@@ -12,6 +12,9 @@ from typer.testing import CliRunner
 from fmnist.cli.app import app
 
 FIGURES = [
+    "dataset_preview.png",
+    "reconstructions_compared.png",
+    "kde_bandwidths.png",
     "loss_ae.png",
     "loss_classifier.png",
     "loss_vae.png",
@@ -80,6 +83,43 @@ def test_report_writes_every_figure_and_the_page(study_run, tiny_bundle, tmp_pat
         assert f"alt='{name}'" in page, name
     assert "data:image/png;base64," in page
     assert "test_accuracy" in page and "test_mse" in page  # the key-number table
+    assert "[t-SNE]" not in result.output  # scikit-learn's own progress lines are silenced
+    assert "the seed recipe&#x27;s bundle" in page and "KDE bandwidths in use: kde " in page
+
+
+@pytest.mark.slow
+def test_compare_shows_another_runs_ae(tiny_run, data_dir):
+    import torch
+
+    from fmnist import runs
+    from fmnist.analysis.report import compared_reconstructions
+    from fmnist.training import data as data_mod
+
+    x = data_mod.to_float(data_mod.load_official(data_dir, train=False, download=False).images[:4])
+    images, label = compared_reconstructions(tiny_run, x)
+    ae = runs.load_models(tiny_run, ("ae",))["ae"].model.eval()
+    with torch.inference_mode():
+        assert np.allclose(images, ae(x).squeeze(1).numpy()) and label == tiny_run.name
+    seed_images, seed_label = compared_reconstructions(None, x)
+    assert seed_images.shape == (4, 28, 28) and seed_label == "seed recipe"
+
+
+def test_dataset_preview_has_a_row_per_class(tmp_path):
+    import torch
+
+    from fmnist.analysis.report import PREVIEW_PER_CLASS, Report, dataset_preview
+    from fmnist.training.data import Split
+
+    labels = torch.arange(10).repeat(PREVIEW_PER_CLASS + 1)
+    images = torch.randint(0, 256, (len(labels), 28, 28), dtype=torch.uint8)
+    report = Report(tmp_path)
+    dataset_preview(Split(images, labels), report)
+    assert [f.file for f in report.figures] == ["dataset_preview.png"] and not report.notices
+    with Image.open(tmp_path / "dataset_preview.png") as png:  # ten rows of garments at least 56 px each
+        assert png.height >= 10 * 56 and png.width >= PREVIEW_PER_CLASS * 56
+    few = Report(tmp_path / "few")
+    dataset_preview(Split(images[:15], labels[:15]), few)
+    assert not few.figures and few.notices == ["under 10 training images of T-shirt/top: no dataset preview"]
 
 
 @pytest.mark.slow

@@ -135,3 +135,23 @@ def axes_figure(ax, path: Path) -> Path:
     fig = ax.figure
     fig.set_size_inches(8, 5)
     return _save(fig, path)
+
+
+def bandwidth_curves(curves: dict[str, dict], path: Path) -> Path:
+    """One panel per KDE: the cross-validated mean log-likelihood per held-out point against the
+    bandwidth (log axis), +- one standard deviation over the folds, the chosen bandwidth marked."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(curves), figsize=(5.2 * len(curves), 4.0), squeeze=False)
+    for ax, (name, c) in zip(axes[0], curves.items(), strict=True):
+        ax.plot(c["grid"], c["mean"], marker="o", markersize=3, label="5-fold CV")
+        ax.fill_between(c["grid"], c["mean"] - c["std"], c["mean"] + c["std"], alpha=0.2)
+        ax.axvline(c["chosen"], color="black", linestyle="--", linewidth=1, label=f"chosen {c['chosen']:.3g}")
+        ax.axvline(c["scott"], color="grey", linestyle=":", linewidth=1, label=f"Scott's rule {c['scott']:.3g}")
+        ax.set_xscale("log")
+        ax.set_xlabel("bandwidth")
+        ax.set_ylabel("held-out log-likelihood per point")
+        ax.set_title(f"{name}: bandwidth by cross-validation")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("KDE samplers: the bandwidth's cross-validation curves")
+    return _save(fig, path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import functools
 import html
 import re
 import time
@@ -34,6 +35,9 @@ REFIT_KDE_POINTS = 2000
 N_SAMPLES = 64  # images per sampler grid (8 x 8)
 INTERPOLATION_STEPS = 10
 INTERPOLATION_CLASSES = (0, 9)  # the first test T-shirt/top -> the first test Ankle boot
+PREVIEW_PER_CLASS = 10  # training images per class in the dataset preview
+# the seed recipe's bundle, shipped in a source checkout: the untuned AE the report compares with
+SEED_BUNDLE = Path(__file__).resolve().parents[3] / "benchmarks" / "bundles" / "seed"
 
 CURVES = {  # model: (title, [(y label, metrics.csv columns)])
     "ae": ("Autoencoder", [("loss (MSE + L1)", ["train_loss", "val_loss"]), ("MSE", ["train_mse", "val_mse"])]),
@@ -184,14 +188,14 @@ def interpolate(a: np.ndarray, b: np.ndarray, steps: int) -> np.ndarray:
 
 
 def tsne(points: np.ndarray, perplexity: float, seed: int, log) -> np.ndarray:
-    """sklearn t-SNE to 2-D, with start/end messages (and sklearn's own progress lines)."""
+    """sklearn t-SNE to 2-D, with start/end messages (its own progress lines silenced)."""
     from sklearn.manifold import TSNE
 
     if perplexity >= len(points):
         raise ConfigError(f"--tsne-perplexity {perplexity} must be below the number of points ({len(points)})")
     log(f"t-SNE on {len(points)} points (perplexity {perplexity}, seed {seed})...")
     start = time.perf_counter()
-    embedded = TSNE(2, perplexity=perplexity, random_state=seed, init="pca", verbose=1).fit_transform(points)
+    embedded = TSNE(2, perplexity=perplexity, random_state=seed, init="pca", verbose=0).fit_transform(points)
     log(f"t-SNE done in {time.perf_counter() - start:.1f} s")
     return embedded
 
@@ -267,6 +271,82 @@ def find_studies(run_dir: Path, storage: str | None) -> list[tuple[str, str]]:
     return stores
 
 
+def dataset_preview(train: data_mod.Split, report: Report) -> None:
+    """The first PREVIEW_PER_CLASS training images of each class, one row per class."""
+    labels = train.labels.numpy()
+    rows = []
+    for k in range(len(CLASS_NAMES)):
+        picks = np.flatnonzero(labels == k)[:PREVIEW_PER_CLASS]
+        if len(picks) < PREVIEW_PER_CLASS:
+            report.notices.append(f"under {PREVIEW_PER_CLASS} training images of {CLASS_NAMES[k]}: no dataset preview")
+            return
+        rows.append(train.images[picks].numpy() / 255.0)  # (n, 28, 28)
+    columns = [f"#{i + 1}" for i in range(PREVIEW_PER_CLASS)]
+    title = f"Fashion-MNIST: the first {PREVIEW_PER_CLASS} training images of each class"
+    path = figures.image_rows(rows, list(CLASS_NAMES), columns, title, report.out / "dataset_preview.png")
+    report.add(path, "Data", f"The first {PREVIEW_PER_CLASS} images of each class in the official training set.")
+
+
+def compared_reconstructions(compare: Path | None, x: torch.Tensor) -> tuple[np.ndarray, str] | None:
+    """Reconstructions of ``x`` by the AE this run is compared with: ``--compare RUN``'s, else the
+    seed recipe's bundle (None when neither is there) -> ((N, 28, 28), its row label)."""
+    if compare is not None:
+        other = runs.load_models(compare, ("ae",), needed_by="--compare")["ae"].model.eval()
+        with torch.inference_mode():
+            return other(x).squeeze(1).numpy(), Path(compare).name
+    if not (SEED_BUNDLE / artifacts.MANIFEST).is_file():
+        return None
+    from fmnist.runtime.bundle import Bundle
+
+    return Bundle(SEED_BUNDLE, "cpu").reconstruct(x.squeeze(1).numpy()), "seed recipe"
+
+
+def comparison_figure(compare: Path | None, x: torch.Tensor, ours: np.ndarray, names, report: Report) -> None:
+    """Test images, the other AE's reconstructions (untuned) and this run's (tuned), side by side."""
+    theirs = compared_reconstructions(compare, x)
+    if theirs is None:
+        report.notices.append(f"no --compare run and no seed bundle at {SEED_BUNDLE}: comparison skipped")
+        return
+    images, label = theirs
+    title = f"AE reconstructions: {label} (untuned) vs this run (tuned)"
+    rows = [x.squeeze(1).numpy(), images, ours]
+    out = report.out / "reconstructions_compared.png"
+    path = figures.image_rows(rows, ["test", label, "this run"], names, title, out)
+    source = f"the run {compare}" if compare is not None else f"the seed recipe's bundle ({SEED_BUNDLE})"
+    report.add(path, "Reconstructions", f"Test images, then the AE of {source}, then this run's AE.")
+
+
+def bandwidth_figure(samplers: Samplers, train_latents: Callable[[], np.ndarray], seed: int, report: Report) -> None:
+    """The KDE bandwidths in use and the cross-validation curves that choose them, recomputed on
+    REFIT_KDE_POINTS encoded training images with export's own search."""
+    from fmnist.export.samplers import bandwidth_search
+
+    latents = train_latents().astype(np.float64)
+    points = latents[np.random.default_rng(seed).permutation(len(latents))[:REFIT_KDE_POINTS]]
+    curves = {}
+    for name, kde, coords in (
+        ("kde", samplers.kde_latent, points),
+        ("kde-pca", samplers.kde_pca, samplers.pca.transform(points)),
+    ):
+        search, grid, scott = bandwidth_search(coords, seed)
+        scores = search.cv_results_
+        curves[name] = {
+            "grid": grid,
+            "mean": scores["mean_test_score"] / (len(coords) / 5),  # per held-out point (5 folds)
+            "std": scores["std_test_score"] / (len(coords) / 5),
+            "chosen": float(kde.bandwidth_),
+            "scott": scott,
+        }
+    path = figures.bandwidth_curves(curves, report.out / "kde_bandwidths.png")
+    chosen = ", ".join(f"{n} {c['chosen']:.3g}" for n, c in curves.items())
+    report.add(
+        path,
+        "Latent space",
+        f"KDE bandwidths in use: {chosen}; the curves are 5-fold cross-validation on {len(points)} encoded "
+        "training images, as export chooses them.",
+    )
+
+
 # -- the page ------------------------------------------------------------------------------------
 
 
@@ -335,6 +415,7 @@ def make_report(
     seed: int,
     storage: str | None = None,
     study: str | None = None,
+    compare: Path | None = None,
     log: Callable[[str], None] = print,
 ) -> Report:
     """Every figure as a PNG in ``out`` and ``out/report.html``; returns what was written."""
@@ -348,6 +429,9 @@ def make_report(
     ae, clf, vae = (modules[m].model for m in MODELS)
     config = modules["ae"].config
     test = data_mod.load_official(data_dir, train=False, download=download)
+
+    log("dataset preview")
+    dataset_preview(data_mod.load_official(data_dir, train=True, download=download), report)
 
     log("training curves")
     curve_figures(run_dir, report)
@@ -367,6 +451,7 @@ def make_report(
             out / f"reconstructions_{model}.png",
         )
         report.add(path, "Reconstructions", f"Test images (top) and their {title} reconstructions (bottom).")
+    comparison_figure(compare, x, rows["ae"].squeeze(1).numpy(), names, report)
 
     metrics = evaluate.classifier_metrics(clf, test)
     train_figures.save_confusion(metrics["confusion"], out)
@@ -378,6 +463,7 @@ def make_report(
     latents = runs.encode(ae.encoder, test.images)  # (N, d)
     labels = test.labels.numpy()
 
+    @functools.cache
     def train_latents() -> np.ndarray:
         splits = data_mod.load_splits(
             data_dir, val_fraction=config.val_fraction, seed=config.seed, limit=config.limit_train, download=download
@@ -397,11 +483,15 @@ def make_report(
             sampled, kde_name = samplers.kde_pca.sample(len(latents), random_state=seed)[:, :2], "KDE in PCA space"
         path = figures.latent_histograms(data_2d, sampled, axis_labels, kde_name, out / "latent_histogram.png")
         report.add(path, "Latent space", f"2-D histograms ({', '.join(axis_labels)}): test set vs {kde_name}.")
-        pcs = samplers.pca.transform(latents)[:, :2]
-        path = figures.class_map(pcs, labels, "AE latents of the test set: PCA", ("PC1", "PC2"), out / "latent_pca.png")
-        report.add(path, "Latent space", "Encoded test set on the first two principal components, by class.")
+        if config.latent_dim == 2:  # the seed's first experiment: the map is the latent itself
+            title, name, caption = "AE latents of the test set (d = 2)", "latent_map.png", "The encoded test set"
+        else:
+            title, name, caption = "AE latents of the test set: PCA", "latent_pca.png", "Encoded test set on PC1, PC2"
+        path = figures.class_map(data_2d, labels, title, axis_labels, out / name)
+        report.add(path, "Latent space", f"{caption}, by class.")
     else:
         report.notices.append("latent_dim 1: 2-D latent histogram and PCA map skipped")
+    bandwidth_figure(samplers, train_latents, config.seed, report)
     rng = np.random.default_rng(seed)
     subset = rng.permutation(len(latents))[: min(tsne_points, len(latents))]
     embedded = tsne(latents[subset], tsne_perplexity, seed, log)

@@ -398,6 +398,10 @@ def export(
         )
     size = sum(f["size"] for f in manifest["files"].values())
     typer.echo(f"exported {run} -> {out} ({len(manifest['files'])} files, {size / 1e6:.1f} MB)")
+    from fmnist.runtime.evaluation import headline
+
+    for line in headline(manifest["metrics"]):
+        typer.echo(f"  {line}")
 
 
 @contextmanager
@@ -451,6 +455,13 @@ def report(
     study: Annotated[
         str | None, typer.Option("--study", help="Only this Optuna study name. " + _d("every study found"))
     ] = None,
+    compare: Annotated[
+        Path | None,
+        typer.Option(
+            "--compare",
+            help="Run whose AE (untuned) to show beside this run's (tuned). " + _d("the seed recipe's bundle"),
+        ),
+    ] = None,
 ) -> None:
     """Every figure of the study (curves, reconstructions, latents, samples, tuning) as PNGs plus report.html."""
     if not 0 <= seed <= SEED_MAX:
@@ -475,6 +486,7 @@ def report(
         seed=seed,
         storage=storage,
         study=study,
+        compare=compare,
         log=typer.echo,
     )
     for notice in made.notices:

@@ -279,16 +279,22 @@ def evaluate(data_dir: Path | None, as_json: bool, seed: int, artifacts: Path | 
     VAE ELBO, and sample quality in the fixed reference network's features."""
     from fmnist import degenerate
     from fmnist.config import default_data_dir
-    from fmnist.runtime.evaluation import class_conditional_quality, evaluate_bundle, load_split
+    from fmnist.runtime.evaluation import (
+        bits_per_dim_line,
+        class_conditional_quality,
+        evaluate_bundle,
+        load_split,
+        recorded_data_dir,
+    )
+    from fmnist.runtime.progress import Progress
     from fmnist.runtime.sessions import notice
 
     check_seed(seed)
     model = _bundle(artifacts, provider)
-    recorded = model.manifest.get("provenance", {}).get("data_dir")  # the folder the bundle was exported with
-    root = data_dir or default_data_dir(Path(recorded) if recorded else None)
+    root = data_dir or default_data_dir(recorded_data_dir(model.manifest))
     images, labels = load_split(root, "t10k")
     train_images, _ = load_split(root, "train")
-    result = evaluate_bundle(model, images, labels, train_images, seed)
+    result = evaluate_bundle(model, images, labels, train_images, seed, progress=Progress.on_terminal(quiet=as_json))
     result["class_conditional"] = class_conditional_quality(model, images, labels, seed=seed)
     for line in degenerate.notices(
         accuracy=result["classifier_accuracy"],
@@ -311,6 +317,7 @@ def evaluate(data_dir: Path | None, as_json: bool, seed: int, artifacts: Path | 
         head = result["head_accuracy_recorded"]
         print(f"  head, frozen encoder {head:.4f} (the seed's experiment; recorded by the training run)")
     print(f"  VAE ELBO             {result['vae_elbo']:.1f} nats/image")
+    print(f"  {bits_per_dim_line(result)}")
     floors = result["frechet_floors"]
     print(
         "  Frechet distance in the reference network's features (lower is better); floors: "
@@ -496,7 +503,9 @@ def build_parser(name: str) -> argparse.ArgumentParser:
     p = command(generate, images=False)
     p.add_argument("--n", type=int, default=16, metavar="N", help=f"how many images, 1 to {MAX_GENERATE:,}")
     names = [s.name for s in samplers.SAMPLERS]
-    p.add_argument("--sampler", default=samplers.DEFAULT, choices=names, metavar="|".join(names), help=samplers.help_text())
+    p.add_argument(
+        "--sampler", default=samplers.DEFAULT, choices=names, metavar="|".join(names), help=samplers.help_text()
+    )
     _seed_flag(p, "same seed, same images")
     p.add_argument(
         "--class",
@@ -543,8 +552,8 @@ def build_parser(name: str) -> argparse.ArgumentParser:
         "--data-dir",
         type=Path,
         metavar="DIR",
-        help="folder holding FashionMNIST/raw [default: $FMNIST_DATA, else the folder the bundle was exported "
-        "with, else $XDG_CACHE_HOME/fmnist or ~/.cache/fmnist]",
+        help="folder holding FashionMNIST/raw [default: $FMNIST_DATA, else the folder the bundle was exported with "
+        "if it exists here, else $XDG_CACHE_HOME/fmnist or ~/.cache/fmnist]",
     )
     p.add_argument("--json", dest="as_json", action="store_true", help="print one JSON object")
     _seed_flag(p, "seed for the VAE noise and the samplers")

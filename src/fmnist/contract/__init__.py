@@ -1,5 +1,6 @@
-"""The bundle's contract and the set of models: each graph and each latent sampler declared once (``graphs``,
-``samplers``), and each model (``models``), read by export, the bundle checks, ``Bundle``, training, the server's schema and the CLI.
+"""The bundle's contract and the set of models: each graph, each latent sampler (``graphs``,
+``samplers``) and each model (``models``) declared once, read by export, the bundle checks,
+``Bundle``, training, the server's schema and the CLI.
 Standard library only, so the CLI's help and the server's schema cost no numpy import.
 """
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -71,6 +72,13 @@ def evaluate_written(folder: Path, test: data_mod.Split, train: data_mod.Split, 
     return evaluate_bundle(Bundle(folder, "cpu"), images, test.labels.numpy(), train_images, seed)
 
 
+def vae_likelihood(vae) -> dict:
+    """The manifest's ``vae`` entry: the likelihood, its mean log scale, and per-pixel ones if any."""
+    scales = vae.log_scale.detach().flatten()
+    entry = {"log_scale": scales.mean().item(), "likelihood": vae.likelihood}
+    return entry if len(scales) == 1 else {**entry, "log_scales": scales.tolist()}
+
+
 def usability_notices(modules: dict, test: data_mod.Split) -> list[str]:
     """Notices for a degenerate classifier or AE (fmnist.degenerate), measured on the test set."""
     images = test.images.numpy() / 255.0
@@ -121,7 +129,7 @@ def export_bundle(
             "class_names": list(CLASS_NAMES),
             "input_contract": artifacts.INPUT_CONTRACT,
             "graphs": graphs,
-            "vae": {"log_scale": modules["vae"].model.log_scale.item()},
+            "vae": vae_likelihood(modules["vae"].model),
             "samplers": samplers,
             "training_metrics": {  # test-set figures of the run's summaries, from PyTorch
                 "reconstruction_mse": ae.get("test_mse"),
@@ -134,6 +142,8 @@ def export_bundle(
                 "wall_time_s": {m: s.get("wall_time_s") for m, s in zip(MODELS, (ae, head, clf, vae), strict=True)},
             },
             "provenance": {
+                # the folders are the build machine's: evaluate looks elsewhere when they are not here
+                "machine": platform.node(),
                 "run_dir": str(run_dir.resolve()),
                 "data_dir": os.path.abspath(data_dir),
                 "command": " ".join(["fmnist", *sys.argv[1:]]),

@@ -57,9 +57,9 @@ def edge_notice(name: str, best: float, grid: np.ndarray, scott: float) -> str |
     )
 
 
-def fit_kde(points: np.ndarray, seed: int, name: str = "KDE"):
-    """A Gaussian KDE whose bandwidth is picked by 5-fold cross-validated likelihood on a grid
-    around Scott's rule; returns the fitted KDE, its grid and a notice (or None)."""
+def bandwidth_search(points: np.ndarray, seed: int):
+    """5-fold cross-validated likelihood of Gaussian KDEs on a bandwidth grid around Scott's rule:
+    the fitted GridSearchCV (its ``cv_results_`` hold the curve), the grid and Scott's rule."""
     from sklearn.model_selection import GridSearchCV, KFold
     from sklearn.neighbors import KernelDensity
 
@@ -68,7 +68,14 @@ def fit_kde(points: np.ndarray, seed: int, name: str = "KDE"):
     search = GridSearchCV(
         KernelDensity(kernel="gaussian"), {"bandwidth": grid}, cv=KFold(FOLDS, shuffle=True, random_state=seed)
     )
-    kde = search.fit(points).best_estimator_
+    return search.fit(points), grid, scott
+
+
+def fit_kde(points: np.ndarray, seed: int, name: str = "KDE"):
+    """A Gaussian KDE whose bandwidth is picked by :func:`bandwidth_search`; returns the fitted
+    KDE, its grid and a notice (or None)."""
+    search, grid, scott = bandwidth_search(points, seed)
+    kde = search.best_estimator_
     return kde, grid, edge_notice(name, kde.bandwidth_, grid, scott)
 
 

@@ -10,7 +10,6 @@ Bundle serves many threads.
 
 from __future__ import annotations
 
-import math
 import threading
 from pathlib import Path
 
@@ -24,7 +23,6 @@ from fmnist.runtime.sampling import DEFAULT_SAMPLER, check_generate, load_sample
 from fmnist.runtime.sessions import CPU, CUDA, choose_providers, first_line, notice, session_options
 
 BATCH = 512  # images per onnxruntime call
-LOG_2PI = math.log(2 * math.pi)
 
 
 def top_classes(probabilities: np.ndarray, class_names: list[str], k: int = 1) -> list[list[dict]]:
@@ -199,13 +197,16 @@ class Bundle:
         return self.decode(z, sampler_contract.sampler(sampler).decoder)
 
     def vae_elbo(self, images: np.ndarray, seed: int = 0) -> np.ndarray:
-        """Single-sample ELBO per image in nats: Gaussian likelihood with the bundle's learned
-        scale summed over the pixels, minus the closed-form KL to N(0, I)."""
+        """Single-sample ELBO per image in nats: the bundle's likelihood (manifest ``vae``) summed
+        over the pixels, minus the closed-form KL to N(0, I)."""
+        from fmnist.runtime import likelihood
+
         x = as_images(images)[:, 0]
         mean, logvar = self.vae_encode(x)
         eps = np.random.default_rng(seed).standard_normal(mean.shape).astype(np.float32)
-        recon = self.decode(mean + np.exp(0.5 * logvar) * eps, "vae_decoder")
-        log_scale = float(self.manifest["vae"]["log_scale"])
-        ll = (-0.5 * ((x - recon) / math.exp(log_scale)) ** 2 - log_scale - 0.5 * LOG_2PI).reshape(len(x), -1).sum(1)
+        recon = self.decode(mean + np.exp(0.5 * logvar) * eps, "vae_decoder").reshape(len(x), -1)
+        kind, log_scale = likelihood.manifest_likelihood(self.manifest["vae"], recon.shape[1])
+        y = likelihood.dequantize(x, seed) if kind == "gaussian-pixel" else x.reshape(len(x), -1)
+        ll = likelihood.decoder_log_density(kind, y, recon, log_scale)
         kl = -0.5 * (1 + logvar - mean**2 - np.exp(logvar)).sum(1)
         return ll - kl

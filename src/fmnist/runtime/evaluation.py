@@ -10,9 +10,11 @@ import numpy as np
 
 from fmnist.contract.samplers import SAMPLERS as SAMPLERS_DECLARED
 from fmnist.errors import DataError
+from fmnist.runtime import likelihood
 from fmnist.runtime.bundle import Bundle
 from fmnist.runtime.images import load_image
 from fmnist.runtime.photos import photo_set
+from fmnist.runtime.progress import SILENT, Progress
 from fmnist.runtime.reference import reference_classes, reference_features
 from fmnist.runtime.sampling import SAMPLERS
 
@@ -49,6 +51,14 @@ def load_split(root: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
     if images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
         raise DataError(f"{raw}: {prefix} images {images.shape} and labels {labels.shape} do not match")
     return images.astype(np.float32) / 255.0, labels
+
+
+def recorded_data_dir(manifest: dict) -> Path | None:
+    """The data folder a bundle was exported with, when it exists here; else None, and the caller
+    falls back to ``$FMNIST_DATA``, then the per-user cache (the record is a folder of the machine
+    that built the bundle, ``provenance.machine``)."""
+    recorded = manifest.get("provenance", {}).get("data_dir")
+    return Path(recorded) if recorded and Path(recorded).is_dir() else None
 
 
 def load_test_set(root: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -118,6 +128,65 @@ def photo_accuracy(bundle: Bundle, images: np.ndarray, labels: np.ndarray, seed:
     return float((bundle.classify(x).argmax(1) == labels).mean())
 
 
+def iw_samples(manifest: dict) -> int:
+    """The bundle's k for the importance-weighted bound: as its run measured log p(x), else its
+    VAE's config (bundles that predate ``training_metrics``)."""
+    recorded = manifest.get("training_metrics", {}).get("vae_iw_samples")
+    config = manifest.get("configs", {}).get("vae") or manifest.get("config", {})
+    return int(recorded or config.get("iw_samples") or 1)
+
+
+def bits_per_dim(bundle: Bundle, images: np.ndarray, train_images: np.ndarray, seed: int, progress: Progress) -> dict:
+    """Test log-likelihood in bits per dimension on the dequantized 8-bit images (``likelihood``):
+    the VAE's importance-weighted bound with the bundle's k, beside a full-covariance Gaussian and
+    probabilistic PCA at the bundle's latent size, both fitted on ``train_images``."""
+    test = likelihood.dequantize(images, seed)  # (N, D)
+    train = likelihood.dequantize(train_images, seed + 1)
+    dims = test.shape[1]
+    kind, log_scale = likelihood.manifest_likelihood(bundle.manifest["vae"], dims)
+    k = iw_samples(bundle.manifest)
+    vae = likelihood.vae_log_density(
+        lambda y: bundle.vae_encode(y.reshape(-1, 28, 28)),
+        lambda z: bundle.decode(z, "vae_decoder").reshape(len(z), -1),
+        test,
+        k,
+        kind,
+        log_scale,
+        seed,
+        lambda batches: progress.iterate(f"bits/dim: VAE, k={k}", batches),
+    )
+    gaussian = progress.run("bits/dim: full Gaussian", likelihood.fit_gaussian, train)
+    ppca = progress.run("bits/dim: PPCA", likelihood.fit_gaussian, train, bundle.latent_dim)
+    return {
+        "vae_bits_per_dim": likelihood.bits_per_dim(vae, dims),
+        "vae_likelihood": kind,
+        "gaussian_bits_per_dim": likelihood.bits_per_dim(gaussian.log_density(test), dims),
+        "ppca_bits_per_dim": likelihood.bits_per_dim(ppca.log_density(test), dims),
+    }
+
+
+def headline(result: dict) -> list[str]:
+    """The bundle's headline figures from ``evaluate_bundle``'s result, one line each (what
+    ``fmnist export`` ends with; ``fmnist evaluate`` prints these and more)."""
+    frechet = ", ".join(f"{name} {s['frechet_distance']:.1f}" for name, s in result["samplers"].items())
+    return [
+        f"reconstruction MSE {result['reconstruction_mse']:.5f}",
+        f"classifier accuracy {result['classifier_accuracy']:.4f} (product photos {result['photo_accuracy']:.4f})",
+        f"VAE ELBO {result['vae_elbo']:.1f} nats/image",
+        bits_per_dim_line(result),
+        f"Frechet distance of samples (lower is better): {frechet}",
+    ]
+
+
+def bits_per_dim_line(result: dict) -> str:
+    """The bits/dim figures of ``evaluate_bundle`` as one line of ``fmnist evaluate``'s report."""
+    return (
+        f"bits/dim (8-bit, dequantized; lower is better): VAE {result['vae_bits_per_dim']:.3f} "
+        f"({result['vae_likelihood']} likelihood), full Gaussian {result['gaussian_bits_per_dim']:.3f}, "
+        f"PPCA {result['ppca_bits_per_dim']:.3f}"
+    )
+
+
 def evaluate_bundle(
     bundle: Bundle,
     images: np.ndarray,
@@ -126,30 +195,40 @@ def evaluate_bundle(
     seed: int = 0,
     generated: int | None = None,
     photos: int = PHOTOS,
+    progress: Progress = SILENT,
 ) -> dict:
     """What ``fmnist evaluate`` prints: reconstruction MSE, accuracy (overall, per class, on the
     first ``photos`` test images as product photos), VAE ELBO and, per sampler, the Frechet distance
     of ``generated`` samples to the test images in the reference network's features, beside two
     floors: training images and reconstructions of the test images. The estimate's bias depends on
-    the count, so every set compared holds ``len(images)`` images unless ``generated`` says otherwise."""
+    the count, so every set compared holds ``len(images)`` images unless ``generated`` says otherwise;
+    ``progress`` shows each measurement."""
     generated = generated or len(images)
-    recon = bundle.reconstruct(images)
-    predicted = bundle.classify(images).argmax(1)
-    real = reference_features(images)
+    step = progress.run
+    recon = step("reconstructions", bundle.reconstruct, images)
+    predicted = step("classifier", bundle.classify, images).argmax(1)
+    real = step("reference features", reference_features, images)
     # None for a class with no test images (only in a cut-down test set)
     per_class = [float((predicted[labels == k] == k).mean()) if (labels == k).any() else None for k in range(10)]
     return {
         "reconstruction_mse": float(((recon - images) ** 2).mean()),
         "classifier_accuracy": float((predicted == labels).mean()),
         "per_class_accuracy": dict(zip(bundle.class_names, per_class, strict=True)),
-        "photo_accuracy": photo_accuracy(bundle, images[:photos], labels[:photos], seed),
+        "photo_accuracy": step("photo accuracy", photo_accuracy, bundle, images[:photos], labels[:photos], seed),
         "photo_images": min(photos, len(images)),
-        "vae_elbo": float(bundle.vae_elbo(images, seed).mean()),
+        "vae_elbo": float(step("VAE ELBO", bundle.vae_elbo, images, seed).mean()),
+        **bits_per_dim(bundle, images, train_images, seed, progress),
         "frechet_floors": {
-            "training_images": frechet_distance(real, reference_features(train_images[: len(images)])),
-            "test_reconstructions": frechet_distance(real, reference_features(recon)),
+            "training_images": frechet_distance(
+                real, step("Frechet floor: training", reference_features, train_images[: len(images)])
+            ),
+            "test_reconstructions": frechet_distance(
+                real, step("Frechet floor: reconstructions", reference_features, recon)
+            ),
         },
-        "samplers": {s: sampler_quality(bundle, real, s, generated, seed) for s in SAMPLERS},
+        "samplers": {
+            s: step(f"Frechet: {s} samples", sampler_quality, bundle, real, s, generated, seed) for s in SAMPLERS
+        },
         "test_images": len(images),
         # the head on the frozen encoder has no graph in the bundle: its figure as the run measured it
         "head_accuracy_recorded": bundle.manifest.get("training_metrics", {}).get("head_accuracy"),

@@ -51,7 +51,8 @@ def vae_metrics(
     batches = list(_batches(split, 250))
     for x, _ in progress(batches) if progress else batches:
         recon, _, mu, logvar = model(x)
-        elbo, rec, kl = losses.elbo_terms(x, recon, mu, logvar, model.log_scale)
+        target = losses.likelihood_target(x, model.likelihood)
+        elbo, rec, kl = losses.elbo_terms(target, recon, mu, logvar, model.log_scale, model.likelihood)
         totals["elbo"] += elbo.sum().item()
         totals["rec"] += rec.sum().item()
         totals["kl"] += kl.sum().item()

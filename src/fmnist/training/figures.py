@@ -20,8 +20,17 @@ def _pyplot():
     return plt
 
 
-def save_confusion(confusion: list[list[float]], folder: Path) -> None:
-    """Row-normalised confusion matrix (rows: true class) as CSV and as a labelled heatmap."""
+# what each figure's title calls the model it shows
+TITLES = {
+    "head": "Head on the frozen AE encoder",
+    "classifier": "Classifier (fine-tuned AE encoder)",
+    "vae": "VAE",
+}
+
+
+def save_confusion(confusion: list[list[float]], folder: Path, model: str = "classifier") -> None:
+    """Row-normalised confusion matrix (rows: true class) as CSV and as a labelled heatmap titled
+    with ``model`` (head or classifier)."""
     with open(folder / "confusion_matrix.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["true \\ predicted", *CLASS_NAMES])
@@ -38,28 +47,33 @@ def save_confusion(confusion: list[list[float]], folder: Path) -> None:
         for j, v in enumerate(row):
             ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v > 0.5 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046)
-    ax.set_title("Classifier confusion matrix (test set, row-normalised)")
+    ax.set_title(f"{TITLES[model]}: confusion matrix (test set, row-normalised)")
     fig.tight_layout()
     fig.savefig(folder / "confusion_matrix.png", dpi=110)
     plt.close(fig)
 
 
-def save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
-    """(N, 1, 28, 28) in [0, 1] -> one PNG grid."""
-    from torchvision.utils import save_image
-
-    save_image(images, str(path), nrow=nrow, padding=2, pad_value=0.5)
-
-
 @torch.inference_mode()
 def save_vae_grids(vae, split: Split, folder: Path, seed: int, n: int = 64) -> None:
-    """``samples.png``: decoded z ~ N(0, I); ``reconstructions.png``: test images above their
-    reconstructions from the posterior mean."""
+    """``samples.png``: decoded z ~ N(0, I); ``reconstructions.png``: the first test image of each
+    class above its reconstruction from the posterior mean; both titled and labelled, as legible
+    as the report's figures."""
+    from fmnist.analysis import figures
+    from fmnist.analysis.report import first_of_each_class
+
     vae.eval()
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(n, vae.mean.out_features, generator=g)
-    save_grid(vae.decoder(z), folder / "samples.png")
-    x = to_float(split.images[:32])
-    mu, _ = vae.encode(x)
-    pairs = torch.cat([x[:8], vae.decoder(mu[:8]), x[8:16], vae.decoder(mu[8:16])])
-    save_grid(pairs, folder / "reconstructions.png")
+    title = f"{TITLES['vae']}: {n} samples, z ~ N(0, I) -> decoder"
+    figures.sample_grid(vae.decoder(z).squeeze(1).numpy(), title, folder / "samples.png")
+    picks = first_of_each_class(split.labels)
+    x = to_float(split.images[picks])
+    recon = vae.decoder(vae.encode(x)[0])
+    names = [CLASS_NAMES[int(split.labels[i])].replace("/", "/\n") for i in picks]
+    figures.image_rows(
+        [x.squeeze(1).numpy(), recon.squeeze(1).numpy()],
+        ["test", "VAE"],
+        names,
+        f"{TITLES['vae']}: test images and their reconstructions (posterior mean)",
+        folder / "reconstructions.png",
+    )

@@ -225,8 +225,9 @@ class VAE(nn.Module):
         self.mean = nn.Linear(hidden or width, d)
         self.logvar = nn.Linear(hidden or width, d)
         self.decoder = build_decoder(config.arch, d)
-        # log of the Gaussian likelihood's standard deviation, one scalar shared by all pixels
-        self.log_scale = nn.Parameter(torch.zeros(()))
+        # log of the likelihood's scale: one scalar shared by all pixels, or one per pixel
+        self.likelihood = config.vae_likelihood
+        self.log_scale = nn.Parameter(torch.zeros(() if self.likelihood == "gaussian" else (1, 28, 28)))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.trunk(x)

@@ -121,7 +121,7 @@ class ClassifierModule(_Base):
 
     def test_metrics(self, test, folder, progress=None):
         m = evaluate.classifier_metrics(self.model, test)
-        figures.save_confusion(m["confusion"], folder)
+        figures.save_confusion(m["confusion"], folder, self.model_name)
         return {"test_accuracy": m["accuracy"], "test_per_class_accuracy": m["per_class_accuracy"]}
 
     def training_step(self, batch, batch_idx):
@@ -197,7 +197,7 @@ class VAEModule(_Base):
         training, tracked into ``model.log_scale`` (what validation, test and export use)."""
         scale = self.model.log_scale
         if self.config.vae_scale == "optimal" and self.training:
-            best = losses.optimal_log_scale(x, recon)
+            best = losses.optimal_log_scale(x, recon, self.config.vae_likelihood)
             with torch.no_grad():
                 scale.copy_(best if self.global_step == 0 else SCALE_MOMENTUM * scale + (1 - SCALE_MOMENTUM) * best)
             return best
@@ -206,7 +206,9 @@ class VAEModule(_Base):
     def _metrics(self, batch):
         x, _ = batch
         recon, _, mu, logvar = self.model(x)
-        elbo, rec, kl = losses.elbo_terms(x, recon, mu, logvar, self._log_scale(x, recon))
+        kind = self.config.vae_likelihood
+        x = losses.likelihood_target(x, kind)
+        elbo, rec, kl = losses.elbo_terms(x, recon, mu, logvar, self._log_scale(x, recon), kind)
         return {"loss": -elbo.mean(), "elbo": elbo.mean(), "rec": rec.mean(), "kl": kl.mean()}
 
     def param_groups(self) -> list[dict]:
