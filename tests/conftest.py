@@ -62,6 +62,16 @@ def pytest_sessionfinish(session):
         print(f"stopped at the end of the run, left by a fixture: {line}")
 
 
+# Fixtures that train on the real data: a test using one, directly or through another fixture, is slow.
+TRAINED = ("tiny_run", "tiny_bundle")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if any(name in getattr(item, "fixturenames", ()) for name in TRAINED):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def no_process_left():
     """A test stops every process it starts (whole groups: a server's workers too), whatever happens."""
