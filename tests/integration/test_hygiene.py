@@ -76,6 +76,7 @@ def started(tmp_path: Path) -> tuple[subprocess.Popen, list[int], Path]:
     return run, held["pids"], Path(held["scratch"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_an_interrupted_run_stops_every_process_it_started(tmp_path, sig):
     run, pids, scratch = started(tmp_path)
@@ -92,6 +93,7 @@ def test_an_interrupted_run_stops_every_process_it_started(tmp_path, sig):
         servers.terminate(pids)
 
 
+@pytest.mark.slow
 def test_a_run_killed_outright_is_cleaned_up_by_the_next(tmp_path):
     run, pids, scratch = started(tmp_path)
     try:
@@ -108,6 +110,7 @@ def test_a_run_killed_outright_is_cleaned_up_by_the_next(tmp_path):
         servers.terminate(pids)
 
 
+@pytest.mark.slow
 def test_a_test_that_leaves_a_process_running_fails_and_the_process_is_stopped(tmp_path):
     run = pytest_run(tmp_path, LEAKS)
     log = finish(run)
