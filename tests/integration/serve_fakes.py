@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -19,7 +18,6 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 from PIL import Image
 
@@ -150,35 +148,24 @@ def start_serve(bundle: Path, *args: str, fd_limits: tuple[int, int | None] | No
             soft, hard = fd_limits
             resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard or resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fmnist", "serve", "--artifacts", str(bundle), "--port", str(port),
-         "--provider", "cpu", *args],
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=lower_limits,
-    )  # fmt: skip
+    from tests import servers  # here: run as a script, this file has no `tests` package on its path
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = servers.start(servers.serve_command(bundle, port, *args), env=env, preexec_fn=lower_limits)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz").status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"fmnist serve did not start: {proc.communicate()[0].decode()}")
-        time.sleep(0.1)
+    try:
+        servers.wait_ready(proc, url)
+    except BaseException:
+        servers.stop(proc)
+        raise
+    return proc, url
 
 
 def stop(proc: subprocess.Popen) -> str:
-    """SIGTERM (a kill after 15 s), then everything the server printed."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    return proc.communicate()[0].decode()
+    """SIGTERM to its whole process group (SIGKILL after a grace period), then everything it printed."""
+    from tests import servers
+
+    return servers.stop(proc)
 
 
 if __name__ == "__main__":  # python serve_fakes.py PORT DELAY [DRAIN]: serve FakeModel(DELAY)
