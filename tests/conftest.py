@@ -1,12 +1,22 @@
-"""Shared fixtures. Nothing here downloads: the data comes from $FMNIST_DATA or ../shared/data."""
+"""Shared fixtures, and the run's process hygiene. Nothing here downloads: the data comes from
+$FMNIST_DATA or ../shared/data.
+
+Hygiene (tests/servers.py): SIGTERM and SIGHUP end a run like Ctrl-C, so every teardown runs; a test
+that leaves a process running errors at its teardown; what is left at the end is stopped; a run
+killed outright (SIGKILL) has its processes and scratch folder removed by the next run.
+"""
 
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
+
+from tests import servers
 
 # small, fast training settings shared by the tests that train on the real data
 TINY = ["--limit-train", "2000", "--batch-size", "100", "--lr", "0.01", "--no-progress"]
@@ -16,6 +26,61 @@ ROOT = Path(__file__).resolve().parents[1]
 # find the data that a relative FMNIST_DATA (the README's ../shared/data) named from the start folder.
 DATA_DIR = Path(os.environ.get("FMNIST_DATA") or ROOT.parent / "shared" / "data").resolve()
 os.environ["FMNIST_DATA"] = str(DATA_DIR)
+
+
+_interrupted = False
+
+
+def _interrupt(signum, frame):
+    """A signal that ends the run as Ctrl-C does: pytest then tears every fixture down. Once: a
+    second one during the teardowns is ignored, so they finish (SIGKILL still ends the run)."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+
+
+def pytest_configure(config):
+    servers.begin_run()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, _interrupt)
+
+
+def pytest_sessionstart(session):
+    for line in servers.reap_stale():
+        print(f"stopped, left by an earlier test run that was killed: {line}")
+
+
+def pytest_keyboard_interrupt(excinfo):
+    global _interrupted
+    _interrupted = True  # the teardowns that follow stop what they started; end_run the rest
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own, which tears the fixtures down
+def pytest_sessionfinish(session):
+    for line in servers.end_run():
+        print(f"stopped at the end of the run, left by a fixture: {line}")
+
+
+# Fixtures that train on the real data: a test using one, directly or through another fixture, is slow.
+TRAINED = ("tiny_run", "tiny_bundle")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if any(name in getattr(item, "fixturenames", ()) for name in TRAINED):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def no_process_left():
+    """A test stops every process it starts (whole groups: a server's workers too), whatever happens."""
+    before = set(servers.own_processes())
+    yield
+    if _interrupted:
+        return
+    if left := servers.left_by(before):
+        pytest.fail("left running, now stopped:\n" + "\n".join(left), pytrace=False)
 
 
 @pytest.fixture(scope="session")

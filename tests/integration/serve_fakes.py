@@ -9,10 +9,8 @@ options ``fmnist serve`` gives it (the guarded protocol, the shutdown bound).
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -20,7 +18,6 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 from PIL import Image
 
@@ -151,42 +148,24 @@ def start_serve(bundle: Path, *args: str, fd_limits: tuple[int, int | None] | No
             soft, hard = fd_limits
             resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard or resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fmnist", "serve", "--artifacts", str(bundle), "--port", str(port),
-         "--provider", "cpu", *args],
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=lower_limits, start_new_session=True,
-    )  # fmt: skip
+    from tests import servers  # here: run as a script, this file has no `tests` package on its path
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = servers.start(servers.serve_command(bundle, port, *args), env=env, preexec_fn=lower_limits)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz").status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            _kill_group(proc)
-            raise RuntimeError(f"fmnist serve did not start: {proc.communicate()[0].decode()}")
-        time.sleep(0.1)
+    try:
+        servers.wait_ready(proc, url)
+    except BaseException:
+        servers.stop(proc)
+        raise
+    return proc, url
 
 
 def stop(proc: subprocess.Popen) -> str:
-    """SIGTERM (a kill after 15 s), then everything the server printed; nothing of its process
-    group (workers) outlives it."""
-    try:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(15)
-    finally:
-        _kill_group(proc)
-    return proc.communicate()[0].decode()
+    """SIGTERM to its whole process group (SIGKILL after a grace period), then everything it printed."""
+    from tests import servers
 
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
+    return servers.stop(proc)
 
 
 if __name__ == "__main__":  # python serve_fakes.py PORT DELAY [DRAIN]: serve FakeModel(DELAY)

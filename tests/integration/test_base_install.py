@@ -12,9 +12,7 @@ import io
 import os
 import re
 import signal
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -25,6 +23,7 @@ from PIL import Image
 from benchmarks.base_install import DEFAULT_WHEELHOUSE, fill_wheelhouse, importable, make_base_venv
 from fmnist import CLASS_NAMES
 from fmnist.cli.extras import INSTALL_TRAIN, TRAINING_MODULES
+from tests import servers
 
 pytestmark = pytest.mark.slow
 
@@ -107,39 +106,18 @@ def test_training_commands_name_the_extra(run, args):
     assert r.stdout == "" and len(r.stderr.splitlines()) == 1 and INSTALL_TRAIN in r.stderr, r.stderr
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_serve_answers_classify_and_its_docs_stay_on_the_server(venv, run, tmp_path):
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(venv / "bin" / "fmnist"), "serve", "--port", str(port), "--log-level", "warning"],
-        cwd=tmp_path, env=run.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    port = servers.free_port()
+    cmd = [venv / "bin" / "fmnist", "serve", "--port", str(port), "--log-level", "warning"]
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read().decode()
-            time.sleep(0.1)
+    with servers.running(cmd, cwd=tmp_path, env=run.env) as proc:
+        servers.wait_ready(proc, url)
         r = httpx.post(f"{url}/v1/classify", files=[("file", ("one.png", garment_png(), "image/png"))])
         assert r.status_code == 200, r.text
         (result,) = r.json()["results"]
         assert result["filename"] == "one.png" and result["class"] in CLASS_NAMES
         docs = httpx.get(f"{url}/docs").text
         assert not re.search(r"https?://", docs), "the docs page names another host"
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
-        assert "Traceback" not in proc.stdout.read().decode()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        log = servers.stop(proc)
+        assert proc.returncode != -signal.SIGKILL, f"SIGTERM did not stop the server:\n{log}"
+        assert "Traceback" not in log, log

@@ -45,6 +45,7 @@ def test_default_bundle_meets_the_model_targets():
     assert metrics["vae_elbo"] >= 550  # nats/image
 
 
+@pytest.mark.slow
 def test_default_kde_samples_are_no_worse_than_the_seed_bundles(data_dir):
     from fmnist.runtime.evaluation import frechet_distance
     from fmnist.runtime.reference import reference_features
@@ -71,6 +72,7 @@ def test_generate_and_classify_work_right_after_installing(clean_cwd, data_dir):
     assert sum(r["label"] == y for r, y in zip(rows, labels[:20], strict=True)) >= 15
 
 
+@pytest.mark.slow
 def test_evaluate_reproduces_the_default_manifest(data_dir):
     metrics = artifacts.load_manifest(DEFAULT)["metrics"]
     images, labels = load_test_set(data_dir)

@@ -6,14 +6,13 @@ the ``postgres`` user when the tests run as root, since the server refuses root.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fmnist.cli.app import app
+from tests import servers
 
 TRAIN_TINY = ["--limit-train", "300", "--batch-size", "100", "--epochs", "1", "--no-progress"]
 TINY = [*TRAIN_TINY, "--no-plots"]
@@ -33,13 +33,7 @@ def postgres_bindir() -> Path | None:
         return None
     out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True)
     folder = Path(out.stdout.strip())
-    return folder if (folder / "initdb").is_file() and (folder / "pg_ctl").is_file() else None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return folder if (folder / "initdb").is_file() and (folder / "postgres").is_file() else None
 
 
 @dataclass(frozen=True)
@@ -57,48 +51,65 @@ class Server:
             c.execute(f'CREATE DATABASE "{name}"')
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
 
+    def accepts(self) -> bool:
+        try:
+            self.connect().close()
+        except Exception:  # not started yet
+            return False
+        return True
+
 
 @pytest.fixture(scope="module")
 def postgres():
     bindir = postgres_bindir()
     if bindir is None:
-        pytest.skip("PostgreSQL not installed: no initdb and pg_ctl in `pg_config --bindir` (apt install postgresql)")
+        pytest.skip("PostgreSQL not installed: no initdb and postgres in `pg_config --bindir` (apt install postgresql)")
     pytest.importorskip("psycopg", reason='the PostgreSQL driver is an extra: pip install "fmnist[postgres]"')
     as_server: list[str] = []
-    folder = Path(tempfile.mkdtemp(prefix="fmnist-pg-"))  # not pytest's tmp_path: the server's user must reach it
+    # Not pytest's tmp_path: the server's user must reach it. A run killed outright leaves it to the next.
+    folder = servers.scratch("pg-")
     if os.geteuid() == 0:
         try:
             shutil.chown(folder, "postgres")
         except LookupError:
             pytest.skip("running as root and there is no `postgres` user to run the server as")
         as_server = ["runuser", "-u", "postgres", "--"]
-    data, port = folder / "data", free_port()
-    initdb, pg_ctl = [*as_server, bindir / "initdb"], [*as_server, bindir / "pg_ctl", "-D", data]
-    run = {"check": True, "capture_output": True, "text": True, "timeout": 120}
+    data, server = folder / "data", Server(servers.free_port())
+    initdb = [*as_server, bindir / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "--no-sync"]
+    subprocess.run(initdb, check=True, capture_output=True, timeout=servers.scaled(120))
+    options = ["-c", "listen_addresses=127.0.0.1", "-p", server.port, "-k", folder, "-c", "fsync=off"]
+    with open(folder / "log", "wb") as log:  # a file, not a pipe nobody reads while the tests run
+        proc = servers.start([*as_server, bindir / "postgres", "-D", data, *options], stdout=log)
     try:
-        subprocess.run([*initdb, "-D", data, "-U", "postgres", "--auth=trust", "--no-sync"], **run)
-        options = f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c fsync=off"
-        subprocess.run([*pg_ctl, "-l", folder / "log", "-w", "-o", options, "start"], **run)
-        yield Server(port)
+        servers.wait_for(server.accepts, 60, "PostgreSQL accepting connections", proc)
+        yield server
     finally:
-        subprocess.run([*pg_ctl, "-m", "immediate", "stop"], capture_output=True)
+        servers.stop(proc, signal.SIGINT)  # PostgreSQL's fast shutdown: clients disconnected
         shutil.rmtree(folder, ignore_errors=True)
 
 
 def tune(url: str, run_dir: Path, *args: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "fmnist.cli", "tune", "ae", "--storage", url, "--run-dir", str(run_dir)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
-    return subprocess.Popen([*cmd, *TINY, *args], env=env, start_new_session=True, **pipes)
+    return servers.start([*cmd, *TINY, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[str, str]:
     try:
-        return proc.communicate(timeout=timeout)
+        return proc.communicate(timeout=servers.scaled(timeout))
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        pytest.fail(f"fmnist tune still running after {timeout} s")
+        servers.stop(proc, signal.SIGKILL)
+        pytest.fail(f"fmnist tune still running after {servers.scaled(timeout):.0f} s")
+
+
+@contextlib.contextmanager
+def stopped_at_the_end(procs: list[subprocess.Popen]):
+    """The processes, each stopped (its whole group) when the block ends, whatever happens."""
+    try:
+        yield procs
+    finally:
+        for proc in procs:
+            servers.stop(proc, signal.SIGKILL)
 
 
 def running_trial_of(server: Server, database: str, pid: int) -> int | None:
@@ -122,21 +133,21 @@ def test_a_worker_killed_mid_trial_is_marked_failed_and_the_study_goes_on(postgr
     from optuna.trial import TrialState
 
     url = postgres.database("killed")
-    workers = [tune(url, tmp_path / f"w{i}", "--trials", "2", "--epochs", "2", "--heartbeat", "1") for i in range(2)]
-    victim, survivor = workers
-    deadline, killed = time.monotonic() + 240, None
-    while killed is None and victim.poll() is None and time.monotonic() < deadline:
-        killed = running_trial_of(postgres, "killed", victim.pid)
-        time.sleep(0.05)
-    os.killpg(victim.pid, signal.SIGKILL)
-    victim.communicate()
-    assert killed is not None, "the first worker never was mid-trial"
-    _, err = finish(survivor)
-    assert survivor.returncode == 0, err[-3000:]
+    args = ["--trials", "2", "--epochs", "2", "--heartbeat", "1"]
+    with stopped_at_the_end([tune(url, tmp_path / f"w{i}", *args) for i in range(2)]) as (victim, survivor):
+
+        def mid_trial() -> list[int] | None:
+            number = running_trial_of(postgres, "killed", victim.pid)
+            return None if number is None else [number]
+
+        (killed,) = servers.wait_for(mid_trial, 240, "the first worker mid-trial", victim)
+        servers.stop(victim, signal.SIGKILL)
+        _, err = finish(survivor)
+        assert survivor.returncode == 0, err[-3000:]
     time.sleep(2.5)  # past the killed trial's grace period (2 heartbeats)
-    rerun = tune(url, tmp_path / "w2", "--trials", "1", "--heartbeat", "1")
-    _, err = finish(rerun)
-    assert rerun.returncode == 0, err[-3000:]
+    with stopped_at_the_end([tune(url, tmp_path / "w2", "--trials", "1", "--heartbeat", "1")]) as (rerun,):
+        _, err = finish(rerun)
+        assert rerun.returncode == 0, err[-3000:]
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     trials = optuna.load_study(study_name="fmnist-ae", storage=url).trials
@@ -158,10 +169,10 @@ def test_workers_started_together_on_a_fresh_database_all_start(postgres, tmp_pa
     """Table and study creation raced: "relation already exists" or "type already exists" and exit 2."""
     for attempt in range(2):
         url = postgres.database(f"together{attempt}")
-        workers = [tune(url, tmp_path / f"{attempt}-{i}", "--trials", "0") for i in range(3)]
-        for worker in workers:
-            _, err = finish(worker)
-            assert worker.returncode == 0, err[-3000:]
+        with stopped_at_the_end([tune(url, tmp_path / f"{attempt}-{i}", "--trials", "0") for i in range(3)]) as workers:
+            for worker in workers:
+                _, err = finish(worker)
+                assert worker.returncode == 0, err[-3000:]
 
 
 def _open_when_all_are_ready(barrier, url: str) -> None:
