@@ -116,3 +116,50 @@ def test_evaluate_figures_per_class_beside_the_reconstructions(toy_bundle, forma
         if c["reconstruction_share"]:
             assert c["share_ratio"] == pytest.approx(c["sample_share"] / c["reconstruction_share"])
     assert class_conditional_quality(Bundle(format1, "cpu"), images, labels, n=20) is None
+
+
+@pytest.fixture(scope="module")
+def api(toy_bundle):
+    from fastapi.testclient import TestClient
+
+    from fmnist.serve.app import create_app
+
+    with TestClient(create_app(toy_bundle)) as client:
+        yield client
+
+
+@pytest.mark.parametrize("given", [7, "Sneaker", "sNEAKER", "7"])
+def test_generate_route_draws_one_class_by_label_or_name(api, given):
+    body = {"n": 4, "seed": 5, "format": "list", "class": given}
+    answer = api.post("/v1/generate", json=body)
+    assert answer.status_code == 200, answer.text
+    want = toy.toy_decode(kde_sample(toy.SAMPLERS["kde_class_points"][7], 0.01, 4, 5))
+    got = np.array([r["image"] for r in answer.json()["results"]])
+    assert got.shape == (4, 28, 28) and np.allclose(got, want, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ({"class": "Sandle"}, 400, "unknown class 'Sandle'"),
+        ({"class": 10}, 400, "unknown class '10'"),
+        ({"class": "Bag", "sampler": "vae"}, 400, "cannot draw one class"),
+        ({"class": True}, 422, ""),
+    ],
+)
+def test_generate_route_refuses_a_bad_class_in_one_line(api, body, status, words):
+    answer = api.post("/v1/generate", json={"n": 2, "format": "list", **body})
+    assert answer.status_code == status, answer.text
+    assert words in str(answer.json().get("error", answer.json()))
+
+
+def test_generate_route_on_a_format1_bundle_names_the_export(format1):
+    from fastapi.testclient import TestClient
+
+    from fmnist.serve.app import create_app
+
+    with TestClient(create_app(format1)) as client:
+        plain = client.post("/v1/generate", json={"n": 2, "format": "list"})
+        assert plain.status_code == 200
+        answer = client.post("/v1/generate", json={"n": 2, "format": "list", "class": "Bag"})
+    assert answer.status_code == 400 and "export" in answer.json()["error"]

@@ -135,4 +135,4 @@ def parse_class(value: int | str, class_names: Sequence[str]) -> int:
     if text.casefold() in folded:
         return folded.index(text.casefold())
     names = ", ".join(f"{i} {n}" for i, n in enumerate(class_names))
-    raise InputError(f"unknown class {text!r}: give a label number or a class name ({names})")
+    raise InputError(f"unknown class {text[:40]!r}: give a label number or a class name ({names})")

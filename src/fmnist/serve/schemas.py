@@ -128,5 +128,11 @@ def generate_request(max_generate: int) -> type[BaseModel]:
             le=MAX_SCALE,
             description="Format png: PNG pixels per image pixel, nearest neighbour (1 keeps 28 px per image).",
         )
+        label: int | str | None = Field(
+            None,
+            alias="class",
+            description="Only this class (kde sampler): its label number (0-9) or its name in any case, "
+            "e.g. Sneaker; bundles exported since format 2. Default: any class.",
+        )
 
     return GenerateRequest

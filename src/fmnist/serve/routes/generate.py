@@ -4,6 +4,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from fmnist.contract.samplers import parse_class
 from fmnist.serve.dependencies import require_json, serving
 from fmnist.serve.responses import images_response
 from fmnist.serve.schemas import ERRORS, PNG_RESPONSE, ImagesResponse, generate_request
@@ -17,7 +18,8 @@ def router(settings: Settings) -> APIRouter:
     async def generate(body: GenerateRequest, request: Request) -> Response:  # type: ignore[valid-type]
         """New images from the chosen latent sampler."""
         model = serving(request).model
-        x = await run_in_threadpool(model.generate, body.n, body.sampler, body.seed)
+        label = None if body.label is None else parse_class(body.label, model.class_names)
+        x = await run_in_threadpool(model.generate, body.n, body.sampler, body.seed, label)
         return await images_response(x, None, body.format, request, body.scale)
 
     routes = APIRouter(tags=["model"])
