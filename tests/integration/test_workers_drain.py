@@ -28,6 +28,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.parametrize("fresh", [False, True], ids=["keep-alive", "fresh-connections"])
 def test_sigterm_under_a_burst_answers_every_request_sent_before_it(toy_bundle, fresh):
+    """Requests sent after the signal are not held to it: one written on a keep-alive connection
+    as the server closes it idle is lost in any HTTP/1.1 server (clients retry those)."""
     port = free_port()
     proc = start(str(toy_bundle), 2, port)
     try:
@@ -41,7 +43,6 @@ def test_sigterm_under_a_burst_answers_every_request_sent_before_it(toy_bundle, 
     assert sent_before >= 1500
     assert tally.failed_before == 0, tally.line()
     assert tally.before["200"] + tally.before["503"] == sent_before, tally.line()
-    assert tally.after["lost"] + tally.after["reset"] == 0 or fresh, tally.line()  # keep-alive: none at all
     assert code == 0, output
     assert "Traceback" not in output and "ERROR" not in output, output
 
