@@ -250,6 +250,8 @@ def read_inputs(header: dict[str, Any], binary: bytes, m: Model) -> dict[str, An
         name = entry.get("name")
         if name not in declared:
             raise InputError(f"model {m.name} has no input {str(name)[:60]!r}; its input is {', '.join(declared)}")
+        if name in given:
+            raise InputError(f"input {name} is given twice")
         size = (entry.get("parameters") or {}).get("binary_data_size")
         if size is not None:
             if not isinstance(size, int) or size < 0 or offset + size > len(binary):
