@@ -9,6 +9,7 @@ machine makes the test slower, not flaky.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import socket
@@ -85,6 +86,37 @@ def test_sighup_reaches_every_worker_and_restarts_none(toy_bundle, tmp_path):
     passed = re.search(r"Passed SIGHUP on to workers \[(\d+), (\d+)\]", text)
     assert passed and {int(pid) for pid in passed.groups()} <= before, text
     assert "Traceback" not in text, text
+
+
+def test_a_worker_that_dies_is_replaced(toy_bundle):
+    port = free_port()
+    proc = start(str(toy_bundle), 2, port)
+    try:
+        workers = {pid for pid in children(proc.pid) if "multiprocessing.spawn" in _cmdline(pid)}
+        assert len(workers) == 2
+        victim = min(workers)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 120
+        while True:
+            now = {pid for pid in children(proc.pid) if "multiprocessing.spawn" in _cmdline(pid)}
+            if len(now) == 2 and victim not in now:
+                break
+            assert time.monotonic() < deadline and proc.poll() is None, now
+            time.sleep(0.2)
+        for _ in range(4):  # new connections: both workers take some
+            r = httpx.get(f"http://127.0.0.1:{port}/readyz", headers={"connection": "close"}, timeout=30)
+            assert r.status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        kill(proc)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
