@@ -178,6 +178,7 @@ def image_tensor(shape=(1, 1, 28, 28), datatype="FP32", data=None, name="image")
         ({"inputs": [image_tensor(data=["a"] * 784)]}, "input image: data must be numbers"),
         ({"inputs": [image_tensor(shape=(0, 1, 28, 28))]}, "input image is empty"),
         ({"inputs": []}, "missing input image of model classifier"),
+        ({"inputs": [image_tensor(), image_tensor()]}, "input image is given twice"),
         ({"inputs": [image_tensor()], "outputs": [{"name": "colour"}]}, "model classifier has no output 'colour'"),
         ({"inputs": [image_tensor()], "id": 7}, '"id" must be a string'),
     ],

@@ -9,6 +9,7 @@ machine makes the test slower, not flaky.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import socket
@@ -28,6 +29,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.parametrize("fresh", [False, True], ids=["keep-alive", "fresh-connections"])
 def test_sigterm_under_a_burst_answers_every_request_sent_before_it(toy_bundle, fresh):
+    """Requests sent after the signal are not held to it: one written on a keep-alive connection
+    as the server closes it idle is lost in any HTTP/1.1 server (clients retry those)."""
     port = free_port()
     proc = start(str(toy_bundle), 2, port)
     try:
@@ -41,7 +44,6 @@ def test_sigterm_under_a_burst_answers_every_request_sent_before_it(toy_bundle, 
     assert sent_before >= 1500
     assert tally.failed_before == 0, tally.line()
     assert tally.before["200"] + tally.before["503"] == sent_before, tally.line()
-    assert tally.after["lost"] + tally.after["reset"] == 0 or fresh, tally.line()  # keep-alive: none at all
     assert code == 0, output
     assert "Traceback" not in output and "ERROR" not in output, output
 
@@ -84,6 +86,37 @@ def test_sighup_reaches_every_worker_and_restarts_none(toy_bundle, tmp_path):
     passed = re.search(r"Passed SIGHUP on to workers \[(\d+), (\d+)\]", text)
     assert passed and {int(pid) for pid in passed.groups()} <= before, text
     assert "Traceback" not in text, text
+
+
+def test_a_worker_that_dies_is_replaced(toy_bundle):
+    port = free_port()
+    proc = start(str(toy_bundle), 2, port)
+    try:
+        workers = {pid for pid in children(proc.pid) if "multiprocessing.spawn" in _cmdline(pid)}
+        assert len(workers) == 2
+        victim = min(workers)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 120
+        while True:
+            now = {pid for pid in children(proc.pid) if "multiprocessing.spawn" in _cmdline(pid)}
+            if len(now) == 2 and victim not in now:
+                break
+            assert time.monotonic() < deadline and proc.poll() is None, now
+            time.sleep(0.2)
+        for _ in range(4):  # new connections: both workers take some
+            r = httpx.get(f"http://127.0.0.1:{port}/readyz", headers={"connection": "close"}, timeout=30)
+            assert r.status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        kill(proc)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])

@@ -140,7 +140,10 @@ def models_of(model: Any) -> dict[str, Model]:
 
 def find_model(request: Request, name: str) -> Model:
     """The V2 model ``name`` of the bundle in service; InputError (400) when unknown or not ready."""
-    model, batchers = _in_service(request)
+    return _find(*_in_service(request), name)
+
+
+def _find(model: Any, batchers: dict[str, Any], name: str) -> Model:
     if model is None or not batchers:
         raise InputError("the model is not loaded yet: retry when /v2/health/ready answers 200")
     found = models_of(model)
@@ -200,7 +203,8 @@ async def infer(request: Request) -> Response:
     A plain Starlette route: FastAPI's parameter solving would cost more than the rest of the
     protocol's handling (the image model must keep up with /v1/classify)."""
     request.scope.setdefault("route", INFER)  # the metrics' route label (FastAPI sets it for its own routes only)
-    m = find_model(request, request.path_params["name"])
+    model, batchers = _in_service(request)  # read once: the whole request runs on one bundle
+    m = _find(model, batchers, request.path_params["name"])
     header, binary = split_body(await request.body(), request.headers.get(HEADER_LENGTH))
     inputs = read_inputs(header, binary, m)
     wanted = requested_outputs(header, m)
@@ -208,9 +212,9 @@ async def infer(request: Request) -> Response:
     if m.name == IMAGE_MODEL:
         settings = request.app.state.settings
         x = await decode_images(inputs[IMAGE_INPUT], _invert(parameters), settings.max_files, settings.max_pixels)
-        outputs = await _run(request, "classifier", x, [t.name for t in m.outputs])
+        outputs = await _run(model, batchers, "classifier", x, [t.name for t in m.outputs])
     else:
-        outputs = await _run(request, m.name, inputs[m.inputs[0].name], list(wanted))
+        outputs = await _run(model, batchers, m.name, inputs[m.inputs[0].name], list(wanted))
     answer = {"model_name": m.name, "outputs": [_output(n, outputs[n]) for n in wanted]}
     if "id" in header:
         answer = {"id": header["id"], **answer}
@@ -250,6 +254,8 @@ def read_inputs(header: dict[str, Any], binary: bytes, m: Model) -> dict[str, An
         name = entry.get("name")
         if name not in declared:
             raise InputError(f"model {m.name} has no input {str(name)[:60]!r}; its input is {', '.join(declared)}")
+        if name in given:
+            raise InputError(f"input {name} is given twice")
         size = (entry.get("parameters") or {}).get("binary_data_size")
         if size is not None:
             if not isinstance(size, int) or size < 0 or offset + size > len(binary):
@@ -366,10 +372,9 @@ def _decode(image, label: str, invert: str) -> np.ndarray:
     return images.preprocess(images.decode(image, label), invert)
 
 
-async def _run(request: Request, graph: str, x: np.ndarray, wanted: list[str]) -> dict[str, np.ndarray]:
+async def _run(model: Any, batchers: dict[str, Any], graph: str, x: np.ndarray, wanted: list[str]) -> dict:
     """The ``wanted`` outputs of ``graph`` on ``x``: through its micro-batcher when that gives
     them, else one direct run of the graph in a worker thread."""
-    model, batchers = _in_service(request)
     batched = BATCHED.get(graph)
     if batched is not None and wanted == [batched[1]]:
         images_in = x.reshape(len(x), 28, 28)  # the batchers take [k,28,28]
