@@ -73,6 +73,9 @@ def create_app(
         summary="Fashion-MNIST autoencoder, classifier and generator served from an ONNX bundle.",
         version=_package_version(),
         lifespan=_lifespan(model_or_bundle_dir, source),
+        # FastAPI's own OpenTelemetry looks up its providers on every request; the server's
+        # metrics are its Prometheus ones.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings, app.state.metrics = settings, Metrics()
     app.state.served, app.state.ready = None, False
