@@ -186,3 +186,18 @@ def test_sighup_reloads_and_every_answer_names_its_bundle(bundles):
     finally:
         log = stop(proc)
     assert f"now serving bundle {ids[1]}" in log, log
+
+
+def test_every_worker_watches_and_takes_the_new_bundle(bundles):
+    root, a, b, _, _ = bundles
+    link = root / "current-workers"
+    point(link, a)
+    proc, url = start_serve(link, "--workers", "2", "--watch", "--watch-interval", "0.1")
+    try:
+        ids = [bundle_id(json.loads((t / "manifest.json").read_text())) for t in (a, b)]
+        point(link, b)
+        # each request on a new connection, so both workers answer some of 20 in a row
+        wait_for(lambda: all(model_id(url) == ids[1] for _ in range(20)), "both workers on the new bundle")
+    finally:
+        log = stop(proc)
+    assert log.count(f"now serving bundle {ids[1]}") == 2, log

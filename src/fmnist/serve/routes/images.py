@@ -5,12 +5,12 @@ like the CLI; results come back in upload order."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 
 from fmnist.runtime import images
-from fmnist.serve.dependencies import Uploads, read_uploads, serving
+from fmnist.serve.dependencies import read_uploads, serving
 from fmnist.serve.responses import images_response
 from fmnist.serve.schemas import (
     ERRORS,
@@ -76,9 +76,9 @@ async def encode(request: Request) -> Response:
 
 async def reconstruct(
     request: Request,
-    uploads: Uploads = Depends(read_uploads),
     format: ImageFormat | None = Query(None, description="png, list or png_base64; default from Accept."),
 ) -> Response:
     """Autoencoder reconstructions of the uploaded images, in upload order."""
+    uploads = await read_uploads(request)
     y = await serving(request).batchers["reconstruct"](uploads.images)  # [k,28,28]
     return await images_response(y, uploads.names, format, request)
