@@ -734,7 +734,8 @@ def test_real_model_concurrent_classify_matches_the_cli_path(real):
     """Each of 32 concurrent callers gets what Bundle.classify(load_image(...)) gives its image."""
     client, model = real
     assert client.get("/readyz").json() == {"status": "ready", "provider": "CPUExecutionProvider"}
-    assert client.get("/v1/model").json() == {k: v for k, v in model.manifest.items() if k != "files"}
+    manifest = {k: v for k, v in model.manifest.items() if k != "files"}
+    assert client.get("/v1/model").json() == manifest | {"bundle_id": bundle_id(model.manifest)}
     pngs = [garment_png(i) for i in range(32)]
     want = model.classify(np.stack([images.load_image(p) for p in pngs]))
 
