@@ -115,6 +115,13 @@ def test_health_ready_and_model(client, fake):
     assert r.headers["x-fmnist-bundle"] == f"{manifest['bundle_id']}; created=unknown"
 
 
+def test_the_bundle_in_service_is_on_app_state(server, fake):
+    state = server.server.config.app.state
+    assert state.served.model is fake and state.model is fake
+    assert state.batchers is state.served.batchers and set(state.batchers) == {"classify", "encode", "reconstruct"}
+    assert state.ready and state.served.bundle_id == bundle_id(fake.manifest)
+
+
 def test_openapi_documents_the_api(client):
     schema = client.get("/openapi.json").json()
     paths = schema["paths"]
