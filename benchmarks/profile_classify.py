@@ -27,10 +27,10 @@ STAGES = {
     "event loop idle (select/epoll)": "select (selectors.py",
     "HTTP parsing (httptools protocol)": "data_received (",
     "middleware: Observe": "__call__ (fmnist/serve/middleware.py",
-    "FastAPI routing and parameter solving": "solve_dependencies (",
+    "FastAPI parameter solving": "solve_dependencies (",
     "upload reading (multipart, decode, preprocess)": "read_uploads (",
     "PNG decode + preprocess": "_decode (",
-    "classify handler (minus awaits)": "classify (fmnist/serve/routes/images.py",
+    "classify handler": "classify (fmnist/serve/routes/images.py",
     "JSON response": "render (starlette/responses.py",
     "onnxruntime run (batcher thread)": "run (onnxruntime",
     "metrics": "observe_request (",
@@ -51,8 +51,7 @@ def summarise(collapsed: Path, top: int) -> None:
         stack, _, count = line.rpartition(" ")
         stacks[stack] += int(count)
     total = sum(stacks.values())
-    main = sum(c for s, c in stacks.items() if "MainThread" in s.split(";")[0] or "Thread 0x" not in s)
-    print(f"{total} samples ({main} on threads other than the batchers' executor counted alike)")
+    print(f"{total} samples of every thread; the share of them under each stage (inclusive):")
     for stage, marker in STAGES.items():
         n = sum(c for s, c in stacks.items() if marker in s)
         print(f"  {n / total:6.1%}  {stage}")
