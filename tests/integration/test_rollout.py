@@ -71,14 +71,21 @@ def bundles(tmp_path_factory):
     root = tmp_path_factory.mktemp("rollout")
     a, b = toybundle.build_toy_bundle(root / "v-a"), build_other(root / "v-b")
     broken = build_broken(root / "v-broken")
-    expected = {}
-    for folder in (a, b):
-        manifest = json.loads((folder / "manifest.json").read_text())
-        model = load_bundle(folder, "cpu")
-        x = np.stack([images.load_image(p, "auto") for p in PNGS])
-        expected[bundle_id(manifest)] = model.classify(x)  # [len(PNGS),10]
+    x = np.stack([images.load_image(p, "auto") for p in PNGS])
+    expected = {i: load_bundle(f, "cpu").classify(x) for i, f in zip(bundle_ids(a, b), (a, b), strict=True)}  # [5,10]
     assert len(expected) == 2
     return root, a, b, broken, expected
+
+
+def bundle_ids(*folders: Path) -> list[str]:
+    return [bundle_id(json.loads((f / "manifest.json").read_text())) for f in folders]
+
+
+def serve_on_link(root: Path, target: Path, name: str, *args: str):
+    """``fmnist serve`` on a new link ``root/name`` to ``target``: (link, process, url)."""
+    link = root / name
+    point(link, target)
+    return (link, *start_serve(link, *args))
 
 
 def model_id(url: str) -> str:
@@ -138,11 +145,11 @@ class Clients:
 
 def test_watch_swaps_bundles_under_load_without_a_failure_or_a_mixed_answer(bundles):
     root, a, b, broken, expected = bundles
-    link = root / "current-watch"
-    point(link, a)
-    proc, url = start_serve(link, "--watch", "--watch-interval", "0.1", "--max-wait-ms", "2")
+    link, proc, url = serve_on_link(
+        root, a, "current-watch", "--watch", "--watch-interval", "0.1", "--max-wait-ms", "2"
+    )
     try:
-        ids = {target: bundle_id(json.loads((target / "manifest.json").read_text())) for target in (a, b)}
+        ids = dict(zip((a, b), bundle_ids(a, b), strict=True))
         assert model_id(url) == ids[a]
         with Clients(url) as clients:
             for swap in range(SWAPS):
@@ -170,11 +177,9 @@ def test_watch_swaps_bundles_under_load_without_a_failure_or_a_mixed_answer(bund
 
 def test_sighup_reloads_and_every_answer_names_its_bundle(bundles):
     root, a, b, _, _ = bundles
-    link = root / "current-hup"
-    point(link, a)
-    proc, url = start_serve(link)
+    link, proc, url = serve_on_link(root, a, "current-hup")
     try:
-        ids = [bundle_id(json.loads((t / "manifest.json").read_text())) for t in (a, b)]
+        ids = bundle_ids(a, b)
         r = httpx.get(f"{url}/healthz")
         assert r.headers["x-fmnist-bundle"] == f"{ids[0]}; created=2026-01-01T00:00:00+0000"
         point(link, b)
@@ -186,3 +191,16 @@ def test_sighup_reloads_and_every_answer_names_its_bundle(bundles):
     finally:
         log = stop(proc)
     assert f"now serving bundle {ids[1]}" in log, log
+
+
+def test_every_worker_watches_and_takes_the_new_bundle(bundles):
+    root, a, b, _, _ = bundles
+    link, proc, url = serve_on_link(root, a, "current-workers", "--workers", "2", "--watch", "--watch-interval", "0.1")
+    try:
+        ids = bundle_ids(a, b)
+        point(link, b)
+        # each request on a new connection, so both workers answer some of 20 in a row
+        wait_for(lambda: all(model_id(url) == ids[1] for _ in range(20)), "both workers on the new bundle")
+    finally:
+        log = stop(proc)
+    assert log.count(f"now serving bundle {ids[1]}") == 2, log

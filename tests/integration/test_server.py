@@ -115,6 +115,13 @@ def test_health_ready_and_model(client, fake):
     assert r.headers["x-fmnist-bundle"] == f"{manifest['bundle_id']}; created=unknown"
 
 
+def test_the_bundle_in_service_is_on_app_state(server, fake):
+    state = server.server.config.app.state
+    assert state.served.model is fake and state.model is fake
+    assert state.batchers is state.served.batchers and set(state.batchers) == {"classify", "encode", "reconstruct"}
+    assert state.ready and state.served.bundle_id == bundle_id(fake.manifest)
+
+
 def test_openapi_documents_the_api(client):
     schema = client.get("/openapi.json").json()
     paths = schema["paths"]
@@ -734,7 +741,8 @@ def test_real_model_concurrent_classify_matches_the_cli_path(real):
     """Each of 32 concurrent callers gets what Bundle.classify(load_image(...)) gives its image."""
     client, model = real
     assert client.get("/readyz").json() == {"status": "ready", "provider": "CPUExecutionProvider"}
-    assert client.get("/v1/model").json() == {k: v for k, v in model.manifest.items() if k != "files"}
+    manifest = {k: v for k, v in model.manifest.items() if k != "files"}
+    assert client.get("/v1/model").json() == manifest | {"bundle_id": bundle_id(model.manifest)}
     pngs = [garment_png(i) for i in range(32)]
     want = model.classify(np.stack([images.load_image(p) for p in pngs]))
 

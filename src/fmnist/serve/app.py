@@ -15,8 +15,9 @@ writes), ``list`` (JSON nested lists of floats in [0,1], shape [28,28] per image
 
 Every client error is a 4xx with the body ``{"error": "<one line>"}``; a 500 means a bug.
 
-``app.state`` holds ``settings``, ``metrics``, ``served`` (the bundle in service, its batchers and
-id: :mod:`fmnist.serve.served`) and ``ready``.
+``app.state`` holds ``settings``, ``metrics``, ``keys``, ``ready``, ``rollout`` and the bundle in
+service: ``served`` (model, batchers and id as one object, :mod:`fmnist.serve.served`), and the
+same ``model`` and ``batchers`` (op name -> batcher) on their own.
 """
 
 from __future__ import annotations
@@ -73,9 +74,13 @@ def create_app(
         summary="Fashion-MNIST autoencoder, classifier and generator served from an ONNX bundle.",
         version=_package_version(),
         lifespan=_lifespan(model_or_bundle_dir, source),
+        # FastAPI's own OpenTelemetry looks up its providers on every request; the server's
+        # metrics are its Prometheus ones.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings, app.state.metrics = settings, Metrics()
-    app.state.served, app.state.ready = None, False
+    served.install(app.state, None)
+    app.state.ready = False
     app.state.keys = Keys(settings.api_key_file)
     # Innermost first: the key check inside BodyLimit (an oversized body is refused unread, key or
     # not), both inside Observe, so 401s and 413s are counted and carry the request's id.
@@ -99,7 +104,7 @@ def _lifespan(model_or_bundle_dir: Any, source: str | Path | None):
         settings = app.state.settings
         model, path = await _model_and_path(model_or_bundle_dir, source, settings.provider)
         await run_in_threadpool(served.warm_up, model)
-        app.state.served = await served.start(model, settings, app.state.metrics)
+        served.install(app.state, await served.start(model, settings, app.state.metrics))
         # The model, FastAPI and the batchers are long-lived: moved out of the collector's view, the
         # full collections that come every second or so under load no longer walk them (they set the p99).
         gc.collect()

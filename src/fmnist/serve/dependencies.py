@@ -1,5 +1,6 @@
-"""What several routes need from a request, as FastAPI dependencies: the uploaded images, a JSON
-content type, and the bundle in service."""
+"""What several routes need from a request: the uploaded images (awaited by the upload routes,
+which skip FastAPI's parameter solving for speed; it works as a ``Depends`` too), a JSON content
+type (a ``Depends`` of ``/v1/generate``), and the bundle in service."""
 
 from __future__ import annotations
 

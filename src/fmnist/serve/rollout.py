@@ -79,7 +79,7 @@ class Rollout:
                 await served.stop(new)
                 log.info("fmnist serve: %s: bundle %s unchanged", why, old.bundle_id)
                 return True
-            state.served = new
+            served.install(state, new)
             log.info("fmnist serve: %s: now serving bundle %s (was %s)", why, new.header, old.bundle_id)
             await served.stop(old)
             return True

@@ -1,7 +1,7 @@
 """The bundle being served: the model, its batchers and its id, started and stopped as one.
 
-A request reads ``app.state.served`` once, when it hands its images to a batcher, and uses that
-object to the end (its class names, the ``x-fmnist-bundle`` header), so a rollout that replaces
+A request reads ``app.state.served`` (see ``install``) once, when it hands its images to a
+batcher, and uses that object to the end (its class names, the ``x-fmnist-bundle`` header), so a rollout that replaces
 ``app.state.served`` meanwhile never mixes two bundles in one answer or one micro-batch.
 """
 
@@ -70,6 +70,14 @@ async def start(model: Any, settings: Settings, metrics: Metrics) -> Served:
     manifest = getattr(model, "manifest", {})
     created = str(manifest.get("created", "unknown")).encode("ascii", "replace").decode()  # a header is ASCII
     return Served(model, batchers, bundle_id(manifest), created)
+
+
+def install(state: Any, served: Served | None) -> None:
+    """Put ``served`` in service on the app's ``state``: ``state.served``, and its ``model`` and
+    ``batchers`` as ``state.model`` and ``state.batchers`` for code that wants only those. Set
+    together, with no await between, so a request reading them sees one bundle."""
+    state.served = served
+    state.model, state.batchers = (served.model, served.batchers) if served else (None, {})
 
 
 async def stop(served: Served) -> None:
