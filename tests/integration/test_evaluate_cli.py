@@ -142,3 +142,33 @@ def test_the_headline_export_prints_holds_evaluates_figures(toy_bundle, data_dir
     assert lines[0] == f"reconstruction MSE {got['reconstruction_mse']:.5f}"
     assert f"PPCA {got['ppca_bits_per_dim']:.3f}" in lines[3]
     assert f"kde-pca {got['samplers']['kde-pca']['frechet_distance']:.1f}" in lines[4]
+
+
+@pytest.mark.parametrize("kind", ["gaussian-pixel", "logistic"])
+def test_a_bundle_with_per_pixel_scales_is_evaluated_with_its_likelihood(kind, toy_bundle, data_dir, tmp_path):  # noqa: F811
+    import torch
+
+    from fmnist.config import Config
+    from fmnist.export.bundle import vae_likelihood
+    from fmnist.runtime.bundle import Bundle
+    from fmnist.training.models import VAE
+
+    vae = VAE(Config(arch="seed", vae_likelihood=kind))
+    with torch.no_grad():
+        vae.log_scale.fill_(-3.0)
+    entry = vae_likelihood(vae)
+    assert entry["likelihood"] == kind and len(entry["log_scales"]) == 784 and entry["log_scale"] == pytest.approx(-3)
+    folder = tmp_path / "bundle"
+    shutil.copytree(toy_bundle, folder)
+    manifest = json.loads((folder / artifacts.MANIFEST).read_text())
+    manifest["vae"] = entry
+    (folder / artifacts.MANIFEST).write_text(json.dumps(manifest))
+    got = evaluate_json("--data-dir", data_dir, "--artifacts", folder)
+    assert got["vae_likelihood"] == kind and np.isfinite(got["vae_bits_per_dim"])
+    assert got["vae_elbo"] == pytest.approx(float(Bundle(folder, "cpu").vae_elbo(load_images(data_dir)).mean()))
+
+
+def load_images(folder: Path) -> np.ndarray:
+    from fmnist.runtime.evaluation import load_test_set
+
+    return load_test_set(folder)[0]

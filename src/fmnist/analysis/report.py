@@ -308,7 +308,7 @@ def comparison_figure(compare: Path | None, x: torch.Tensor, ours: np.ndarray, n
         report.notices.append(f"no --compare run and no seed bundle at {SEED_BUNDLE}: comparison skipped")
         return
     images, label = theirs
-    title = f"AE reconstructions: {label} (untuned) vs this run (tuned)"
+    title = f"AE reconstructions: {label} beside this run"
     rows = [x.squeeze(1).numpy(), images, ours]
     out = report.out / "reconstructions_compared.png"
     path = figures.image_rows(rows, ["test", label, "this run"], names, title, out)
