@@ -81,13 +81,13 @@ class FakeModel:
         self.calls.append(("reconstruct", len(images)))
         return (images * 0.5).astype(np.float32)
 
-    def generate(self, n: int, sampler: str = "kde", seed: int = 0) -> np.ndarray:
-        """Image i is filled with ((seed + i) % 10) / 10."""
+    def generate(self, n: int, sampler: str = "kde", seed: int = 0, label: int | None = None) -> np.ndarray:
+        """Image i is filled with ((seed + i) % 10) / 10; with a ``label``, every image with label / 10."""
         if sampler not in SAMPLERS:
             raise InputError(f"unknown sampler {sampler!r}")
         if not 1 <= n <= MAX_GENERATE:
             raise InputError(f"n must be in 1..{MAX_GENERATE}")
-        values = ((seed + np.arange(n)) % 10) / 10
+        values = ((seed + np.arange(n)) % 10) / 10 if label is None else np.full(n, label / 10)
         return np.broadcast_to(values[:, None, None], (n, 28, 28)).astype(np.float32)
 
 

@@ -91,5 +91,5 @@ BAD = [("aug_scale", (1.2, 0.8)), ("aug_blur", 1.5), ("aug_shift", 0.6), ("aug_p
 def test_bad_strengths_are_config_errors(field, value):
     from fmnist.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=field):
+    with pytest.raises(ConfigError, match="--" + field.replace("_", "-")):  # the flag that sets it
         Config().updated(**{field: value})
