@@ -116,3 +116,16 @@ def test_evaluate_figures_per_class_beside_the_reconstructions(toy_bundle, forma
         if c["reconstruction_share"]:
             assert c["share_ratio"] == pytest.approx(c["sample_share"] / c["reconstruction_share"])
     assert class_conditional_quality(Bundle(format1, "cpu"), images, labels, n=20) is None
+
+
+def test_the_shipped_bundle_generates_a_class(tmp_path, monkeypatch, capsys):
+    from fmnist import artifacts
+    from fmnist.cli.inference import run
+
+    monkeypatch.delenv("FMNIST_ARTIFACTS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    model = Bundle(artifacts.default_bundle_dir(), "cpu", lazy=False)
+    assert model.format_version == 2 and model.has_classes()
+    assert run(["generate", "--n", "16", "--class", "Sneaker"]) == 0
+    assert capsys.readouterr().out == "wrote 16 kde samples of Sneaker to samples.png\n"
+    assert (tmp_path / "samples.png").is_file()
