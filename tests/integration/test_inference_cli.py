@@ -289,7 +289,7 @@ def test_missing_bundle_folder(bad_inputs):
 @pytest.mark.parametrize(
     ("damage", "words"),
     [
-        ("alter", ("classifier.onnx", "sha256")),
+        ("alter", ("samplers.npz", "sha256")),  # generate reads the graphs and files it uses, not classifier.onnx
         ("truncate", ("decoder.onnx", "wrong size")),
         ("delete", ("samplers.npz", "missing")),
         ("manifest", ("manifest.json", "missing")),
@@ -299,9 +299,9 @@ def test_a_bundle_failing_its_integrity_check_is_refused(toy_bundle, tmp_path, d
     copy = tmp_path / "b"
     shutil.copytree(toy_bundle, copy)
     if damage == "alter":
-        data = bytearray((copy / "classifier.onnx").read_bytes())
+        data = bytearray((copy / "samplers.npz").read_bytes())
         data[200] ^= 0xFF
-        (copy / "classifier.onnx").write_bytes(bytes(data))
+        (copy / "samplers.npz").write_bytes(bytes(data))
     elif damage == "truncate":
         data = (copy / "decoder.onnx").read_bytes()
         (copy / "decoder.onnx").write_bytes(data[: len(data) // 2])
