@@ -163,3 +163,16 @@ def test_generate_route_on_a_format1_bundle_names_the_export(format1):
         assert plain.status_code == 200
         answer = client.post("/v1/generate", json={"n": 2, "format": "list", "class": "Bag"})
     assert answer.status_code == 400 and "export" in answer.json()["error"]
+
+
+def test_the_shipped_bundle_generates_a_class(tmp_path, monkeypatch, capsys):
+    from fmnist import artifacts
+    from fmnist.cli.inference import run
+
+    monkeypatch.delenv("FMNIST_ARTIFACTS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    model = Bundle(artifacts.default_bundle_dir(), "cpu", lazy=False)
+    assert model.format_version == 2 and model.has_classes()
+    assert run(["generate", "--n", "16", "--class", "Sneaker"]) == 0
+    assert capsys.readouterr().out == "wrote 16 kde samples of Sneaker to samples.png\n"
+    assert (tmp_path / "samples.png").is_file()

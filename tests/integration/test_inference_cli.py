@@ -305,7 +305,7 @@ def test_missing_bundle_folder(bad_inputs):
 @pytest.mark.parametrize(
     ("damage", "words"),
     [
-        ("alter", ("decoder.onnx", "sha256")),  # the graph generate uses (the others are checked when used)
+        ("alter", ("samplers.npz", "sha256")),  # generate reads the graphs and files it uses, not classifier.onnx
         ("truncate", ("decoder.onnx", "wrong size")),
         ("delete", ("samplers.npz", "missing")),
         ("manifest", ("manifest.json", "missing")),
@@ -315,9 +315,9 @@ def test_a_bundle_failing_its_integrity_check_is_refused(toy_bundle, tmp_path, d
     copy = tmp_path / "b"
     shutil.copytree(toy_bundle, copy)
     if damage == "alter":
-        data = bytearray((copy / "decoder.onnx").read_bytes())
+        data = bytearray((copy / "samplers.npz").read_bytes())
         data[200] ^= 0xFF
-        (copy / "decoder.onnx").write_bytes(bytes(data))
+        (copy / "samplers.npz").write_bytes(bytes(data))
     elif damage == "truncate":
         data = (copy / "decoder.onnx").read_bytes()
         (copy / "decoder.onnx").write_bytes(data[: len(data) // 2])

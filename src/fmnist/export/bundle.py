@@ -63,6 +63,13 @@ def decoded_classes(modules: dict, latents: np.ndarray, batch: int = 2000) -> np
         return torch.cat([classifier(decoder(z[i : i + batch])).argmax(1) for i in range(0, len(z), batch)]).numpy()
 
 
+def fit_run_samplers(modules: dict, train: data_mod.Split, pca_components: int, kde_points: int, seed: int):
+    """The bundle's samplers, fitted on the run's encoded training images and, per class, their labels."""
+    latents = runs.encode(modules["ae"].model.encoder, train.images)
+    labels, decoded = train.labels.numpy(), decoded_classes(modules, latents)
+    return fit_samplers(latents, pca_components, kde_points, seed, labels, tuple(CLASS_NAMES), decoded)
+
+
 def evaluate_written(folder: Path, test: data_mod.Split, train: data_mod.Split, seed: int) -> dict:
     """``fmnist evaluate``'s figures for the bundle in ``folder`` (onnxruntime, not PyTorch)."""
     from fmnist.runtime.bundle import Bundle
@@ -114,9 +121,7 @@ def export_bundle(
     tmp = install.staging_dir(out)
     try:
         graphs = write_graphs(modules, check, tmp)
-        latents = runs.encode(modules["ae"].model.encoder, splits.train.images)
-        labels, decoded = splits.train.labels.numpy(), decoded_classes(modules, latents)
-        fitted = fit_samplers(latents, pca_components, kde_points, config.seed, labels, tuple(CLASS_NAMES), decoded)
+        fitted = fit_run_samplers(modules, splits.train, pca_components, kde_points, config.seed)
         samplers = save_samplers(fitted, tmp)
         ae, head, clf, vae = (runs.read_summary(run_dir, m) for m in MODELS)
         contents = {

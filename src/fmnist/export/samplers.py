@@ -17,6 +17,9 @@ from fmnist.errors import ConfigError
 # half of Scott's rule, which assumes one Gaussian: the factors sit mostly below 1.
 BANDWIDTH_FACTORS = np.logspace(-1, np.log10(3), 20)
 FOLDS = 5
+# Latents each class's KDE keeps at most: the bundle ships them, and past about a thousand the
+# cross-validated bandwidth barely shrinks (Scott's rule goes as n^(-1/(d+4))).
+CLASS_POINTS = 1000
 
 
 @dataclass(frozen=True)
@@ -127,8 +130,8 @@ def fit_class_kdes(
     decoded: np.ndarray | None = None,
 ) -> ClassKDEs:
     """A KDE per class on a seeded subset of that class's latents, its bandwidth chosen as the
-    full KDE's is (fit_kde); every class keeps the same number of points: ``kde_points``, or the
-    smallest class pool's size (class_pool).
+    full KDE's is (fit_kde); every class keeps the same number of points: ``kde_points``, at most
+    CLASS_POINTS, or the smallest class pool's size (class_pool) when lower.
 
     ``decoded``, the bundle's classifier's class for the decoding of each latent, keeps only the
     latents the decoder turns back into their own class: a coat whose latent decodes to a shirt
@@ -136,7 +139,7 @@ def fit_class_kdes(
     """
     latents, labels = latents.astype(np.float64), np.asarray(labels)
     pools = [class_pool(labels, k, decoded) for k in range(len(class_names))]
-    m = min(kde_points, *(len(p) for p in pools))
+    m = min(kde_points, CLASS_POINTS, *(len(p) for p in pools))
     if m < FOLDS:  # the bandwidth's cross-validation needs a point per fold
         raise ConfigError(f"{m} training latents in a class, too few for a KDE per class: train on more images")
     rng = np.random.default_rng(seed)
