@@ -85,9 +85,10 @@ def decoded_chunks(paths: list[Path], jobs: int, *options) -> Iterator[tuple]:
 
 class ImageStream:
     """Batches ``(paths, images (n <= batch, 28, 28))`` of the readable files among ``paths``, in
-    input order. Unreadable files are reported on stderr as they come (held back until the first
-    readable one, so that a lone bad file is one error); ``failed`` counts them. When none is
-    readable, iterating raises InputError (the one error, or how many inputs failed)."""
+    input order; the first of ``first`` images when given. Unreadable files are reported on
+    stderr as they come (held back until the first readable one, so that a lone bad file is one
+    error); ``failed`` counts them. When none is readable, iterating raises InputError (the one
+    error, or how many inputs failed)."""
 
     def __init__(
         self,
@@ -97,8 +98,9 @@ class ImageStream:
         jobs: int,
         batch: int = BATCH,
         flag: str | None = None,
+        first: int | None = None,
     ) -> None:
-        self.paths, self.jobs, self.batch = paths, jobs, batch
+        self.paths, self.jobs, self.batch, self.first = paths, jobs, batch, first or batch
         self.options = (invert, max_pixels, flag)  # decode_chunk's
         self.failed = 0
 
@@ -107,6 +109,7 @@ class ImageStream:
         paths: list[Path] = []
         images: list[np.ndarray] = []
         read_any = False
+        size = self.first  # the first batch may be smaller: the first results show sooner
         for good, stacked, errors in decoded_chunks(self.paths, self.jobs, *self.options):
             self.failed += len(errors)
             if not read_any:
@@ -116,8 +119,9 @@ class ImageStream:
                 print_error(message)
             paths.extend(good)
             images.append(stacked)
-            while len(paths) >= self.batch:
-                yield from self._take(paths, images, self.batch)
+            while len(paths) >= size:
+                yield from self._take(paths, images, size)
+                size = self.batch
         if not read_any:
             raise InputError(held[0] if len(held) == 1 else f"no readable image among {len(held)} inputs")
         if paths:
