@@ -96,7 +96,8 @@ def run_command(folder_args: list[str], bundle: str) -> dict:
     cmd = [sys.executable, "-m", "fmnist", "classify", *folder_args, "--jsonl", "--artifacts", bundle]
     peak, first = 0, None
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}  # as installed: bytecode cached
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, env=env)
     done = threading.Event()
 
     def sample() -> None:

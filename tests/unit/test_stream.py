@@ -37,6 +37,13 @@ def test_batches_come_in_input_order(files, monkeypatch, jobs):
     assert images.argmax(1).max(1).tolist() == [i % 28 for i in range(40)]
 
 
+def test_a_first_batch_may_be_smaller(files, monkeypatch):
+    monkeypatch.setattr(stream, "CHUNK", 3)
+    batches = list(stream.ImageStream(files, "no", None, 2, batch=16, first=3))
+    assert [len(paths) for paths, _ in batches] == [3, 16, 16, 5]
+    assert [p for ps, _ in batches for p in ps] == files
+
+
 def test_rows_to_npy_joins_blocks(tmp_path):
     out = tmp_path / "z.npy"
     blocks = [np.arange(6, dtype=np.float64).reshape(3, 2), np.ones((2, 2))]

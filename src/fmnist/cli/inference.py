@@ -67,7 +67,7 @@ def _stream(
 ):
     """The readable images among ``paths``, streamed; checked first: the limits, and that no
     output path is one of the inputs."""
-    from fmnist.runtime.stream import BATCH, ImageStream, default_jobs
+    from fmnist.runtime.stream import BATCH, CHUNK, ImageStream, default_jobs
 
     if max_pixels < 28 * 28:
         raise InputError(f"--max-pixels must be >= {28 * 28}, not {max_pixels}")
@@ -75,7 +75,9 @@ def _stream(
     if jobs < 1:
         raise InputError(f"--jobs must be at least 1, not {jobs}")
     check_not_inputs(outs, paths)
-    return ImageStream(paths, invert, max_pixels, jobs, batch or BATCH, flag="--max-pixels")
+    # classify and encode print a first small batch at once; reconstruct's batches fill its grids
+    first = None if batch else CHUNK
+    return ImageStream(paths, invert, max_pixels, jobs, batch or BATCH, flag="--max-pixels", first=first)
 
 
 def _finish(stream) -> int:

@@ -9,6 +9,7 @@ input order. A handful of files are decoded in-process: a pool would only add it
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import signal
 import sys
@@ -44,11 +45,15 @@ def decode_chunk(paths: list[Path], invert: str, max_pixels: int | None, flag: s
     return good, stacked, errors
 
 
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
 def _worker_start() -> None:
     """Ctrl-C reaches the whole process group: the parent reports it, the workers just stop. A
     parent that dies (SIGTERM, SIGKILL) takes its workers with it, without their tracebacks."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler, copied by fork: the pool ends us with it
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler, copied by fork
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked by _pool until now
     if sys.platform.startswith("linux"):
         import ctypes
 
@@ -56,13 +61,53 @@ def _worker_start() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _pool(jobs: int):
+@contextlib.contextmanager
+def _pool(jobs: int) -> Iterator:
+    """A pool of ``jobs`` decoding processes, ended on the way out whatever happens.
+
+    fork: the workers start in milliseconds with numpy and Pillow already imported; the pool is
+    made before any onnxruntime session exists, so no runtime thread is forked mid-work. Ctrl-C
+    and SIGTERM wait while it is made: a worker must not run the parent's handlers before
+    _worker_start replaces them, and the parent must not stop half-way through making the pool
+    (its thread would go on starting workers); a signal that came meanwhile is raised again
+    once the pool is sure to be ended.
+    """
     import multiprocessing
 
-    # fork: the workers start in milliseconds with numpy and Pillow already imported; the pool is
-    # made before any onnxruntime session exists, so no runtime thread is forked mid-work
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
-    return multiprocessing.get_context(method).Pool(jobs, initializer=_worker_start)
+    caught: list[int] = []
+    handlers = _hold_signals(caught)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        pool = multiprocessing.get_context(method).Pool(jobs, initializer=_worker_start)
+    except BaseException:
+        _release_signals(handlers, mask, [])
+        raise
+    try:
+        _release_signals(handlers, mask, caught)
+        yield pool
+    finally:
+        pool.terminate()
+
+
+def _hold_signals(caught: list[int]) -> dict:
+    """Stop signals recorded in ``caught`` instead of handled; the handlers they replace (none
+    outside the main thread, where handlers cannot be set)."""
+    handlers = {}
+    try:
+        for signum in STOP_SIGNALS:
+            handlers[signum] = signal.signal(signum, lambda signum, frame: caught.append(signum))
+    except ValueError:
+        pass
+    return handlers
+
+
+def _release_signals(handlers: dict, mask, caught: list[int]) -> None:
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler)
+    for signum in caught:
+        signal.raise_signal(signum)  # handled as usual now
 
 
 def decoded_chunks(paths: list[Path], jobs: int, *options) -> Iterator[tuple]:
@@ -85,9 +130,10 @@ def decoded_chunks(paths: list[Path], jobs: int, *options) -> Iterator[tuple]:
 
 class ImageStream:
     """Batches ``(paths, images (n <= batch, 28, 28))`` of the readable files among ``paths``, in
-    input order. Unreadable files are reported on stderr as they come (held back until the first
-    readable one, so that a lone bad file is one error); ``failed`` counts them. When none is
-    readable, iterating raises InputError (the one error, or how many inputs failed)."""
+    input order; the first of ``first`` images when given. Unreadable files are reported on
+    stderr as they come (held back until the first readable one, so that a lone bad file is one
+    error); ``failed`` counts them. When none is readable, iterating raises InputError (the one
+    error, or how many inputs failed)."""
 
     def __init__(
         self,
@@ -97,8 +143,9 @@ class ImageStream:
         jobs: int,
         batch: int = BATCH,
         flag: str | None = None,
+        first: int | None = None,
     ) -> None:
-        self.paths, self.jobs, self.batch = paths, jobs, batch
+        self.paths, self.jobs, self.batch, self.first = paths, jobs, batch, first or batch
         self.options = (invert, max_pixels, flag)  # decode_chunk's
         self.failed = 0
 
@@ -107,6 +154,7 @@ class ImageStream:
         paths: list[Path] = []
         images: list[np.ndarray] = []
         read_any = False
+        size = self.first  # the first batch may be smaller: the first results show sooner
         for good, stacked, errors in decoded_chunks(self.paths, self.jobs, *self.options):
             self.failed += len(errors)
             if not read_any:
@@ -116,8 +164,9 @@ class ImageStream:
                 print_error(message)
             paths.extend(good)
             images.append(stacked)
-            while len(paths) >= self.batch:
-                yield from self._take(paths, images, self.batch)
+            while len(paths) >= size:
+                yield from self._take(paths, images, size)
+                size = self.batch
         if not read_any:
             raise InputError(held[0] if len(held) == 1 else f"no readable image among {len(held)} inputs")
         if paths:
