@@ -62,13 +62,22 @@ def pytest_sessionfinish(session):
         print(f"stopped at the end of the run, left by a fixture: {line}")
 
 
-# Fixtures that train on the real data: a test using one, directly or through another fixture, is slow.
-TRAINED = ("tiny_run", "tiny_bundle")
+# This file's fixtures of the real data and of models trained on it: a test using one, directly or
+# through another fixture, is slow (a module may define its own, cheap `data_dir`).
+REAL_DATA = ("data_dir", "tiny_run", "tiny_bundle")
+
+
+def uses_real_data(item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    found = (info.name2fixturedefs.get(name) for name in REAL_DATA)
+    return any(defs and defs[-1].func.__module__ == __name__ for defs in found)
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if any(name in getattr(item, "fixturenames", ()) for name in TRAINED):
+        if uses_real_data(item):
             item.add_marker(pytest.mark.slow)
 
 
@@ -93,11 +102,13 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, data_dir) -> Path:
-    """AE, classifier and VAE trained once for 3 epochs on 2,000 images."""
+    """AE, head, classifier and VAE trained once for 3 epochs on 2,000 images, in the smallest
+    architecture (the seed's: a fraction of the default's cost in training, export and evaluation)."""
     from fmnist.cli.app import app
 
     run = tmp_path_factory.mktemp("runs") / "tiny"
-    args = ["train", "--model", "all", "--data-dir", data_dir, "--run-dir", run, "--epochs", "3", "--iw-samples", "4"]
+    args = ["train", "--model", "all", "--arch", "seed", "--data-dir", data_dir, "--run-dir", run, "--epochs", "3"]
+    args += ["--iw-samples", "4"]
     result = CliRunner().invoke(app, [str(a) for a in [*args, *TINY]])
     assert result.exit_code == 0, result.output
     return run
