@@ -43,7 +43,8 @@ def pytest_configure(config):
     servers.begin_run()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, _interrupt)
+            if signal.getsignal(sig) is not signal.SIG_IGN:  # as under nohup: left ignored
+                signal.signal(sig, _interrupt)
 
 
 def pytest_sessionstart(session):

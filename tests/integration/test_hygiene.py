@@ -54,7 +54,13 @@ def pytest_run(tmp_path: Path, source: str, **env: str) -> subprocess.Popen:
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.conftest",
            "-c", tmp_path / "pytest.ini", "--rootdir", tmp_path, test]  # fmt: skip
-    return servers.start(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **env})
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **env}
+    return servers.start(cmd, cwd=ROOT, env=env, preexec_fn=interruptible)
+
+
+def interruptible() -> None:
+    """SIGINT as a terminal gives it: a run started in the background of a script inherits it ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def finish(run: subprocess.Popen) -> str:
