@@ -29,14 +29,37 @@ os.environ["FMNIST_DATA"] = str(DATA_DIR)
 
 
 _interrupted = False
+_session = None
+
+
+def _stop_after_this_test(signum: int) -> None:
+    if _session is not None:
+        _session.shouldstop = f"stopped by {signal.Signals(signum).name}"
 
 
 def _interrupt(signum, frame):
     """A signal that ends the run as Ctrl-C does: pytest then tears every fixture down. Once: a
     second one during the teardowns is ignored, so they finish (SIGKILL still ends the run)."""
+    _stop_after_this_test(signum)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
     raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+
+
+def _watch_training_signals() -> None:
+    """An in-process `fmnist train` or `tune` takes SIGINT and SIGTERM while it trains: it stops and
+    exits 130/143, which fails the test but not the run. Such a signal now also ends the run after it."""
+    try:
+        from fmnist.training import signals
+    except ImportError:  # the base install: no training
+        return
+    take = signals._raise
+
+    def _raise(signum, frame):
+        _stop_after_this_test(signum)
+        take(signum, frame)
+
+    signals._raise = _raise
 
 
 def pytest_configure(config):
@@ -48,6 +71,9 @@ def pytest_configure(config):
 
 
 def pytest_sessionstart(session):
+    global _session
+    _session = session
+    _watch_training_signals()
     for line in servers.reap_stale():
         print(f"stopped, left by an earlier test run that was killed: {line}")
 
