@@ -29,24 +29,51 @@ os.environ["FMNIST_DATA"] = str(DATA_DIR)
 
 
 _interrupted = False
+_session = None
+
+
+def _stop_after_this_test(signum: int) -> None:
+    if _session is not None:
+        _session.shouldstop = f"stopped by {signal.Signals(signum).name}"
 
 
 def _interrupt(signum, frame):
     """A signal that ends the run as Ctrl-C does: pytest then tears every fixture down. Once: a
     second one during the teardowns is ignored, so they finish (SIGKILL still ends the run)."""
+    _stop_after_this_test(signum)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
     raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+
+
+def _watch_training_signals() -> None:
+    """An in-process `fmnist train` or `tune` takes SIGINT and SIGTERM while it trains: it stops and
+    exits 130/143, which fails the test but not the run. Such a signal now also ends the run after it."""
+    try:
+        from fmnist.training import signals
+    except ImportError:  # the base install: no training
+        return
+    take = signals._raise
+
+    def _raise(signum, frame):
+        _stop_after_this_test(signum)
+        take(signum, frame)
+
+    signals._raise = _raise
 
 
 def pytest_configure(config):
     servers.begin_run()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, _interrupt)
+            if signal.getsignal(sig) is not signal.SIG_IGN:  # as under nohup: left ignored
+                signal.signal(sig, _interrupt)
 
 
 def pytest_sessionstart(session):
+    global _session
+    _session = session
+    _watch_training_signals()
     for line in servers.reap_stale():
         print(f"stopped, left by an earlier test run that was killed: {line}")
 
@@ -62,13 +89,22 @@ def pytest_sessionfinish(session):
         print(f"stopped at the end of the run, left by a fixture: {line}")
 
 
-# Fixtures that train on the real data: a test using one, directly or through another fixture, is slow.
-TRAINED = ("tiny_run", "tiny_bundle")
+# This file's fixtures of the real data and of models trained on it: a test using one, directly or
+# through another fixture, is slow (a module may define its own, cheap `data_dir`).
+REAL_DATA = ("data_dir", "tiny_run", "tiny_bundle")
+
+
+def uses_real_data(item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    found = (info.name2fixturedefs.get(name) for name in REAL_DATA)
+    return any(defs and defs[-1].func.__module__ == __name__ for defs in found)
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if any(name in getattr(item, "fixturenames", ()) for name in TRAINED):
+        if uses_real_data(item):
             item.add_marker(pytest.mark.slow)
 
 
@@ -93,11 +129,13 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, data_dir) -> Path:
-    """AE, classifier and VAE trained once for 3 epochs on 2,000 images."""
+    """AE, head, classifier and VAE trained once for 3 epochs on 2,000 images, in the smallest
+    architecture (the seed's: a fraction of the default's cost in training, export and evaluation)."""
     from fmnist.cli.app import app
 
     run = tmp_path_factory.mktemp("runs") / "tiny"
-    args = ["train", "--model", "all", "--data-dir", data_dir, "--run-dir", run, "--epochs", "3", "--iw-samples", "4"]
+    args = ["train", "--model", "all", "--arch", "seed", "--data-dir", data_dir, "--run-dir", run, "--epochs", "3"]
+    args += ["--iw-samples", "4"]
     result = CliRunner().invoke(app, [str(a) for a in [*args, *TINY]])
     assert result.exit_code == 0, result.output
     return run

@@ -18,6 +18,7 @@ Deadlines are failure bounds, stretched on a loaded machine (:func:`scaled`): wa
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -238,6 +239,7 @@ def serve(bundle: Path, *args: str, env: dict | None = None, **popen) -> Iterato
 # --------------------------------------------------------------------------- a test run
 
 
+@functools.cache  # one folder for the whole run, whatever a test later does to $TMPDIR
 def registry() -> Path:
     """The per-user folder holding one scratch folder per test run, named by the run."""
     folder = Path(tempfile.gettempdir()) / f"fmnist-tests-{os.getuid()}"

@@ -39,6 +39,24 @@ def test_holds_processes():
         time.sleep(600)
 """
 
+# As an in-process `fmnist train` does: it takes SIGINT/SIGTERM while it trains, stops, and returns.
+TRAINS = """
+import os, time
+from fmnist.errors import Interrupted
+from fmnist.training.signals import stop_on_signals
+
+def test_trains_in_process():
+    try:
+        with stop_on_signals():
+            open(os.environ["HYGIENE_OUT"], "w").close()
+            time.sleep(600)
+    except Interrupted:
+        pass
+
+def test_after_it():
+    open(os.environ["HYGIENE_OUT"] + ".after", "w").close()
+"""
+
 LEAKS = """
 import subprocess, sys
 
@@ -54,7 +72,13 @@ def pytest_run(tmp_path: Path, source: str, **env: str) -> subprocess.Popen:
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.conftest",
            "-c", tmp_path / "pytest.ini", "--rootdir", tmp_path, test]  # fmt: skip
-    return servers.start(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **env})
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **env}
+    return servers.start(cmd, cwd=ROOT, env=env, preexec_fn=interruptible)
+
+
+def interruptible() -> None:
+    """SIGINT as a terminal gives it: a run started in the background of a script inherits it ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def finish(run: subprocess.Popen) -> str:
@@ -91,6 +115,17 @@ def test_an_interrupted_run_stops_every_process_it_started(tmp_path, sig):
     finally:
         servers.stop(run)
         servers.terminate(pids)
+
+
+@pytest.mark.slow
+def test_a_signal_taken_by_in_process_training_still_ends_the_run(tmp_path):
+    out = tmp_path / "training"
+    run = pytest_run(tmp_path, TRAINS, HYGIENE_OUT=str(out))
+    servers.wait_for(out.exists, 120, "the inner test training", run)
+    run.send_signal(signal.SIGTERM)
+    log = finish(run)
+    assert run.returncode == 2 and "stopped by SIGTERM" in log, log
+    assert not Path(f"{out}.after").exists(), "the run went on after the signal"
 
 
 @pytest.mark.slow
