@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from fmnist.cli.flags import flag_parameters
+from fmnist.cli.flags import Command, flag_parameters
 from fmnist.errors import report_errors
 from fmnist.serve.settings import ConnectionSettings, ServerSettings, Settings
 
@@ -26,7 +26,8 @@ Artifacts = Annotated[
     Path | None,
     typer.Option(
         "--artifacts",
-        help="Bundle folder. (default: $FMNIST_ARTIFACTS, else ./artifacts if it holds a bundle, else the bundled one)",
+        help=r"Bundle folder. \[default: $FMNIST_ARTIFACTS, else ./artifacts if it holds a bundle, else the "
+        "bundled one]",
     ),
 ]
 
@@ -83,4 +84,4 @@ def register(app: typer.Typer) -> None:
     artifacts = inspect.Parameter("artifacts", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Artifacts)
     flags = (p for cls, panel in PANELS.items() for p in flag_parameters(cls, panel=panel))
     command.__signature__ = inspect.Signature([artifacts, *flags], return_annotation=None)
-    app.command("serve")(command)
+    app.command("serve", cls=Command)(command)
