@@ -122,3 +122,21 @@ def test_the_training_commands_share_one_help_style():
         if command in (["train"], ["tune"]):
             assert re.search(r"--precision .*\[default: 32\]", text)
             assert re.search(r"--from-study +Hyper", text) or command == ["tune"]
+
+
+def test_serve_takes_and_shows_max_pixels_as_width_x_height(monkeypatch):
+    from fmnist.cli import serve as serve_cli
+    from fmnist.cli.app import app
+
+    seen = {}
+    monkeypatch.setattr(serve_cli, "run", lambda artifacts, settings, *rest: seen.update(settings=settings))
+    runner = CliRunner()
+    assert runner.invoke(app, ["serve", "--max-pixels", "100x50"]).exit_code == 0
+    assert seen["settings"].max_pixels == 5000
+    assert runner.invoke(app, ["serve", "--max-pixels", "4096"]).exit_code == 0
+    assert seen["settings"].max_pixels == 4096
+    bad = runner.invoke(app, ["serve", "--max-pixels", "10x"])
+    assert bad.exit_code == 2 and "expected WIDTHxHEIGHT" in bad.output
+    shown = runner.invoke(app, ["serve", "--help"], env={"COLUMNS": "200"}).output
+    (line,) = [x for x in shown.splitlines() if "--max-pixels" in x]
+    assert "WIDTHxHEIGHT" in line and "[default: 2048x2048]" in line

@@ -48,7 +48,7 @@ def _metavar(f: dataclasses.Field, kind: Any) -> str | None:
         return "|".join(f.metadata["choices"])
     if typing.get_origin(kind) is tuple:
         return "LOW HIGH"
-    return None
+    return f.metadata.get("metavar")
 
 
 def _value_type(cls: type, f: dataclasses.Field) -> Any:
@@ -81,6 +81,7 @@ def flag_parameters(
             rich_help_panel=panel,
             show_default=False,
             metavar=_metavar(f, kind),
+            parser=f.metadata.get("parse"),
         )
         annotation = Annotated[kind | None if unset else kind, option]
         default = None if unset else f.default

@@ -27,6 +27,7 @@ def shown_pixels(pixels: int) -> str:
 def parse_pixels(text: str) -> int:
     """Pixels as WIDTHxHEIGHT ("2048x2048") or a count ("4194304"); ValueError for anything else."""
     width, sep, height = text.lower().partition("x")
-    if sep:
-        return int(width) * int(height)
-    return int(text)
+    try:
+        return int(width) * int(height) if sep else int(text)
+    except ValueError:
+        raise ValueError(f"expected WIDTHxHEIGHT (2048x2048) or a pixel count, not {text[:40]!r}") from None

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fmnist.errors import ConfigError
-from fmnist.runtime.limits import MAX_PIXELS
+from fmnist.runtime.limits import MAX_PIXELS, parse_pixels, shown_pixels
 from fmnist.runtime.sessions import PROVIDERS
 from fmnist.serve.keys import read_key_file
 
@@ -30,9 +30,15 @@ def option(
     low: float | None = None,
     high: float | None = None,
     choices: tuple[str, ...] | None = None,
+    shown: str | None = None,
+    parse: Any = None,
+    metavar: str | None = None,
 ) -> Any:
-    """A field with what its flag needs: the default, the help text and the allowed values."""
-    return dataclasses.field(default=default, metadata={"help": help, "low": low, "high": high, "choices": choices})
+    """A field with what its flag needs: the default, the help text and the allowed values; ``shown``,
+    the default as --help says it, and ``parse``, the flag's text to a value, when not the type's own."""
+    metadata = {"help": help, "low": low, "high": high, "choices": choices}
+    metadata |= {"shown": shown, "parse": parse, "metavar": metavar}
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def flag(name: str) -> str:
@@ -62,7 +68,12 @@ class Settings:
     max_body_bytes: int = option(4 * 1024 * 1024, "Larger request bodies get 413 before they are read.", low=1024)
     max_files: int = option(64, "Most images per request.", low=1)
     max_pixels: int = option(
-        MAX_PIXELS, "Largest image (width x height, read from its header); larger ones get 400.", low=28 * 28
+        MAX_PIXELS,
+        "Largest image, WIDTHxHEIGHT or a pixel count (read from its header); larger ones get 400.",
+        low=28 * 28,
+        shown=shown_pixels(MAX_PIXELS),
+        parse=parse_pixels,
+        metavar="WIDTHxHEIGHT",
     )
     max_generate: int = option(1024, "Largest n for /v1/generate.", low=1)
     provider: str = option("auto", "onnxruntime provider: auto, cpu or cuda.", choices=PROVIDERS)
