@@ -131,6 +131,8 @@ def test_serve_takes_and_shows_max_pixels_as_width_x_height(monkeypatch):
     seen = {}
     monkeypatch.setattr(serve_cli, "run", lambda artifacts, settings, *rest: seen.update(settings=settings))
     runner = CliRunner()
+    assert runner.invoke(app, ["serve"]).exit_code == 0  # the default goes through the parser too
+    assert seen["settings"].max_pixels == 2048 * 2048
     assert runner.invoke(app, ["serve", "--max-pixels", "100x50"]).exit_code == 0
     assert seen["settings"].max_pixels == 5000
     assert runner.invoke(app, ["serve", "--max-pixels", "4096"]).exit_code == 0

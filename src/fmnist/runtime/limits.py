@@ -26,6 +26,7 @@ def shown_pixels(pixels: int) -> str:
 
 def parse_pixels(text: str) -> int:
     """Pixels as WIDTHxHEIGHT ("2048x2048") or a count ("4194304"); ValueError for anything else."""
+    text = str(text)  # Typer passes the default through too, an int
     width, sep, height = text.lower().partition("x")
     try:
         return int(width) * int(height) if sep else int(text)
