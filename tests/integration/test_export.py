@@ -130,12 +130,14 @@ def test_export_is_atomic(tiny_run, tiny_bundle, data_dir, tmp_path, monkeypatch
 
     monkeypatch.setattr(bundle, "save_samplers", crash)
     result = CliRunner().invoke(
-        app, ["export", "--run-dir", str(tiny_run), "--out", str(out), "--data-dir", str(data_dir)]
+        app,
+        ["export", "--run-dir", str(tiny_run), "--out", str(out), "--data-dir", str(data_dir), "--kde-points", "400"],
     )
     assert result.exit_code == 130
     assert (out / "manifest.json").read_text() == before  # the old bundle is untouched
     assert artifacts.load_manifest(out)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary folder left behind
+    # no temporary folder left behind; the lock beside --out stays (flock: a killed export leaves it unlocked)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]
 
 
 def test_export_refuses_a_run_without_models_and_a_foreign_out_folder(tmp_path, tiny_run):
@@ -168,7 +170,8 @@ def test_export_uses_the_runs_data_folder_links_out_to_a_version_and_names_degen
         "notice: the classifier is near chance: test accuracy 0.100, chance 0.1; "
         "train longer (more --epochs, all the data: see the README's quick recipe)"
     ]
-    assert out.is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == sorted(["artifacts", os.readlink(out)])
+    folder = sorted(p.name for p in tmp_path.iterdir())
+    assert out.is_symlink() and folder == sorted([".artifacts.lock", "artifacts", os.readlink(out)])
     manifest = artifacts.load_manifest(out)
     assert manifest["provenance"]["data_dir"] == json.loads((tiny_run / "run.json").read_text())["data_dir"]
 
