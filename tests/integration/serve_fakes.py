@@ -81,8 +81,8 @@ class FakeModel:
         self.calls.append(("reconstruct", len(images)))
         return (images * 0.5).astype(np.float32)
 
-    def generate(self, n: int, sampler: str = "kde", seed: int = 0) -> np.ndarray:
-        """Image i is filled with ((seed + i) % 10) / 10."""
+    def generate(self, n: int, sampler: str = "kde", seed: int = 0, label: int | None = None) -> np.ndarray:
+        """Image i is filled with ((seed + i) % 10) / 10 (``label``, the route's class, is not drawn by)."""
         if sampler not in SAMPLERS:
             raise InputError(f"unknown sampler {sampler!r}")
         if not 1 <= n <= MAX_GENERATE:
