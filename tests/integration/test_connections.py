@@ -275,3 +275,27 @@ def test_sigterm_finishes_requests_in_flight_and_closes_slow_bodies_after_the_dr
     assert "Application shutdown complete." in log, log
     for word in ("Traceback", "CancelledError", "Exception in ASGI application", "ERROR"):
         assert word not in log, log
+
+
+class BrokenModel(FakeModel):
+    broken = False  # set once the server is up (its start-up warm-up classifies)
+
+    def classify(self, images):
+        if self.broken:
+            raise RuntimeError("a bug in the model")
+        return super().classify(images)
+
+
+def test_a_bug_in_a_handler_answers_500_with_one_error_line():
+    """Not Starlette's plain-text "Internal Server Error": the same {"error": ...} as every other answer."""
+    from fmnist.serve.settings import Settings
+
+    model = BrokenModel()
+    with ThreadServer(create_app(model, Settings(batching=False))) as s:
+        model.broken = True
+        port = int(s.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(multipart_request("/v1/classify", png(70)))
+            status, body = status_and_json(read_all(sock, 10))
+    assert status == 500
+    assert body == {"error": "internal error (RuntimeError): the server's log has the traceback"}

@@ -241,14 +241,19 @@ def test_the_deployments_container_serves_from_the_image_install(image_root):
     pod = manifest("kubernetes/deployment.yaml", "Deployment")["spec"]["template"]
     (container,) = pod["spec"]["containers"]
     port = free_port()
-    env = container_env(image_root, container["env"], FMNIST_PORT=str(port))
+    assert any(e["name"] == "FMNIST_API_KEYS" and "secretKeyRef" in e["valueFrom"] for e in container["env"])
+    # the Secret's keys, which a cluster sets: probes and Prometheus's scrape (no key) must still pass
+    env = container_env(image_root, container["env"], FMNIST_PORT=str(port), FMNIST_API_KEYS="the-secret")
     assert int(env["FMNIST_WORKERS"]) >= 2  # the manifest runs workers: the parent must drain them
     proc = run_container(image_root, container, env)
     try:
         wait_for(probe_url(container, "readinessProbe", port), proc)
         assert httpx.get(probe_url(container, "livenessProbe", port)).status_code == 200
         assert httpx.get(probe_url(container, "startupProbe", port)).status_code == 200
-        r = httpx.post(f"http://127.0.0.1:{port}/v1/classify", files=[("file", ("a.png", png(200)))], timeout=30)
+        classify = f"http://127.0.0.1:{port}/v1/classify"
+        assert httpx.post(classify, files=[("file", ("a.png", png(200)))], timeout=30).status_code == 401
+        headers = {"Authorization": "Bearer the-secret"}
+        r = httpx.post(classify, files=[("file", ("a.png", png(200)))], headers=headers, timeout=30)
         assert r.status_code == 200 and r.json()["results"][0]["filename"] == "a.png"
         scrape = pod["metadata"]["annotations"]["prometheus.io/path"]
         assert "fmnist_http_requests_total" in httpx.get(f"http://127.0.0.1:{port}{scrape}").text

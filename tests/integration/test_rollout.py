@@ -204,3 +204,27 @@ def test_every_worker_watches_and_takes_the_new_bundle(bundles):
     finally:
         log = stop(proc)
     assert log.count(f"now serving bundle {ids[1]}") == 2, log
+
+
+@pytest.mark.parametrize("kind", ["pipe", "zero", "folder"])
+def test_watch_reads_a_swapped_in_manifest_as_the_loader_does(tmp_path, kind):
+    """--watch polls the manifest: one that is a pipe must not block the watcher for ever, nor a link
+    to /dev/zero read until memory runs out; each is 'unreadable', and the reload then refuses it."""
+    from fmnist.serve.rollout import signature
+
+    manifest = tmp_path / "manifest.json"
+    if kind == "pipe":
+        os.mkfifo(manifest)
+    elif kind == "zero":
+        manifest.symlink_to("/dev/zero")
+    else:
+        manifest.mkdir()
+    answer: list = []
+    reader = threading.Thread(target=lambda: answer.append(signature(tmp_path)), daemon=True)
+    reader.start()
+    reader.join(30)
+    if reader.is_alive() and kind == "pipe":  # blocked in open(): a writer that closes at once frees it
+        os.close(os.open(manifest, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(10)
+    assert answer, f"signature() of a {kind} manifest did not return"
+    assert answer[0][1].startswith("unreadable: bundle file"), answer

@@ -1,6 +1,7 @@
 """API keys (``--api-key-file``, ``$FMNIST_API_KEYS``), request ids and ``--log-format json``."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -110,6 +111,37 @@ def test_an_unusable_key_file_stops_the_start_in_one_line(tmp_path, content):
     )
     assert r.returncode == 2
     assert r.stderr.startswith(f"fmnist: error: --api-key-file {path}") and r.stderr.count("\n") == 1, r.stderr
+
+
+def _special_key_file(tmp_path, kind: str):
+    path = tmp_path / "keys.txt"
+    if kind == "pipe":
+        os.mkfifo(path)  # an open() without O_NONBLOCK would wait for a writer for ever
+    elif kind == "zero":
+        path.symlink_to("/dev/zero")  # a plain read() would fill memory
+    elif kind == "folder":
+        path.mkdir()
+    else:
+        path.write_text("k" * ((1 << 20) + 1))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["pipe", "zero", "folder", "huge"])
+def test_a_key_file_that_is_no_regular_small_file_stops_the_start_in_one_line(tmp_path, kind):
+    path = _special_key_file(tmp_path, kind)
+    r = subprocess.run(
+        [sys.executable, "-m", "fmnist", "serve", "--api-key-file", str(path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith(f"fmnist: error: --api-key-file {path}") and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_an_environment_variable_set_without_a_key_stops_the_start():
+    env = {**os.environ, ENV_VAR: " , "}
+    r = subprocess.run([sys.executable, "-m", "fmnist", "serve"], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr == f"fmnist: error: ${ENV_VAR} holds no key: set it to comma-separated keys, or unset it\n"
 
 
 def test_json_logs_request_ids_and_a_key_file_reread_on_sighup(toy_bundle, tmp_path):

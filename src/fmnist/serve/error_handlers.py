@@ -28,8 +28,16 @@ async def disconnected(request: Request, exc: ClientDisconnect) -> Response:
     return JSONResponse({"error": "client disconnected"}, 499)
 
 
+async def internal_error(request: Request, exc: Exception) -> Response:
+    # Starlette's ServerErrorMiddleware sends this, then re-raises for uvicorn to log the traceback.
+    return JSONResponse(
+        {"error": f"internal error ({exc.__class__.__name__}): the server's log has the traceback"}, 500
+    )
+
+
 def add_error_handlers(app: FastAPI) -> None:
     for exc, handler in (
+        (Exception, internal_error),
         (InputError, input_error),
         (RequestValidationError, validation_error),
         (HTTPException, http_error),

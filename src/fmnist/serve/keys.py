@@ -15,7 +15,7 @@ import ipaddress
 import json
 import logging
 import os
-from pathlib import Path
+import stat
 from typing import Any
 
 from fmnist.errors import ConfigError
@@ -29,22 +29,45 @@ LOOPBACK_NAMES = ("localhost",)
 log = logging.getLogger("fmnist.serve")
 
 
+MAX_KEY_FILE_BYTES = 1 << 20  # far past any list of keys; a link to /dev/zero must not fill memory
+
+
 def read_key_file(path: str) -> tuple[str, ...]:
     """The keys of a key file: one per line, blank lines skipped. ConfigError (naming the flag) if
-    it cannot be read or holds none."""
+    it is not a regular file (a pipe would block the start), is over MAX_KEY_FILE_BYTES, cannot be
+    read or holds none."""
     try:
-        lines = Path(path).read_text().splitlines()
+        text = _read_regular(path).decode()
     except (OSError, UnicodeDecodeError) as e:
         reason = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
         raise ConfigError(f"--api-key-file {path}: cannot read it ({reason})") from None
-    keys = tuple(line.strip() for line in lines if line.strip())
+    keys = tuple(line.strip() for line in text.splitlines() if line.strip())
     if not keys:
         raise ConfigError(f"--api-key-file {path} holds no key: write one key per line")
     return keys
 
 
+def _read_regular(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # O_NONBLOCK: opening a named pipe returns at once
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError(f"--api-key-file {path} is not a regular file: give a text file, one key per line")
+        data = os.read(fd, MAX_KEY_FILE_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_KEY_FILE_BYTES:
+        raise ConfigError(f"--api-key-file {path} is over {MAX_KEY_FILE_BYTES:,} bytes: write one key per line")
+    return data
+
+
 def env_keys() -> tuple[str, ...]:
-    return tuple(k.strip() for k in os.environ.get(ENV_VAR, "").split(",") if k.strip())
+    """The keys of ``$FMNIST_API_KEYS``; ConfigError when it is set to something that holds none
+    (`` , ``): the operator meant keys, and serving open instead would be silent."""
+    value = os.environ.get(ENV_VAR, "")
+    keys = tuple(k.strip() for k in value.split(",") if k.strip())
+    if value.strip() and not keys:
+        raise ConfigError(f"${ENV_VAR} holds no key: set it to comma-separated keys, or unset it")
+    return keys
 
 
 class Keys:

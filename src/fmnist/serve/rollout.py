@@ -23,6 +23,8 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from fmnist import artifacts
+from fmnist.errors import BundleError
 from fmnist.runtime.sessions import first_line
 from fmnist.serve import served
 
@@ -32,11 +34,11 @@ log = logging.getLogger("fmnist.serve")
 def signature(path: Path) -> tuple[str, str]:
     """Where ``path`` leads and a hash of its manifest: either changes when a bundle is swapped in."""
     target = os.path.realpath(path)
-    try:
-        manifest = hashlib.sha256((Path(target) / "manifest.json").read_bytes()).hexdigest()
-    except OSError as e:
-        manifest = f"unreadable: {e.strerror}"
-    return target, manifest
+    try:  # as the loader reads it: a pipe or a link to /dev/zero swapped in must not hang or fill memory
+        manifest = hashlib.sha256(artifacts.read_file(Path(target), artifacts.MANIFEST, artifacts.MAX_MANIFEST_BYTES))
+    except BundleError as e:
+        return target, f"unreadable: {e}"
+    return target, manifest.hexdigest()
 
 
 class Rollout:

@@ -15,7 +15,7 @@ from typing import Any
 from fmnist.errors import ConfigError
 from fmnist.runtime.limits import MAX_PIXELS, parse_pixels, shown_pixels
 from fmnist.runtime.sessions import PROVIDERS
-from fmnist.serve.keys import read_key_file
+from fmnist.serve.keys import env_keys, read_key_file
 
 # How `fmnist serve --workers N` hands the bundle and settings to its worker processes.
 ENV_VAR = "FMNIST_SERVE_CONFIG"
@@ -99,6 +99,7 @@ class Settings:
         check(self)
         if self.api_key_file:
             read_key_file(self.api_key_file)  # a missing or empty key file stops the start, naming the flag
+        env_keys()  # so does a $FMNIST_API_KEYS that holds no key
         # Imported here, not at the top: the sampling module brings numpy, which --help does not need.
         from fmnist.runtime.sampling import MAX_GENERATE
 

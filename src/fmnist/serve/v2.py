@@ -379,9 +379,7 @@ async def _run(model: Any, batchers: dict[str, Any], graph: str, x: np.ndarray, 
     if batched is not None and wanted == [batched[1]]:
         images_in = x.reshape(len(x), 28, 28)  # the batchers take [k,28,28]
         return {batched[1]: np.asarray(await batchers[batched[0]](images_in))}
-    names = model.manifest["graphs"][graph]["outputs"]
-    arrays = await run_in_threadpool(model.run, graph, np.ascontiguousarray(x, np.float32))
-    return dict(zip(names, arrays, strict=True))
+    return await run_in_threadpool(model.run, graph, np.ascontiguousarray(x, np.float32), *wanted)
 
 
 def _output(name: str, array: np.ndarray) -> dict[str, Any]:
