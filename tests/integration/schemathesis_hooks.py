@@ -9,6 +9,8 @@ and touch only cases generated as valid (positive); negative cases are sent as g
 2. JSON Schema's ``integer`` includes integral floats (``117.0``, ``1e3``), while the server's
    strict types refuse a float literal where an integer belongs (``{"n": 1e3}`` is a 422 by
    design). Integral floats in a JSON body are sent as integers.
+3. ``/v1/generate``'s ``class`` is drawn by the samplers that have one KDE per class (kde) only: a
+   valid case that names a class is sent with that sampler.
 """
 
 import io
@@ -41,4 +43,6 @@ def map_case(ctx, case):
         for key, value in case.body.items():
             if isinstance(value, float) and value.is_integer():
                 case.body[key] = int(value)
+        if case.operation.path == "/v1/generate" and case.body.get("class") is not None:
+            case.body["sampler"] = "kde"
     return case

@@ -128,7 +128,7 @@ def api(toy_bundle):
         yield client
 
 
-@pytest.mark.parametrize("given", [7, "Sneaker", "sNEAKER", "7"])
+@pytest.mark.parametrize("given", [7, "Sneaker"])
 def test_generate_route_draws_one_class_by_label_or_name(api, given):
     body = {"n": 4, "seed": 5, "format": "list", "class": given}
     answer = api.post("/v1/generate", json=body)
@@ -141,8 +141,10 @@ def test_generate_route_draws_one_class_by_label_or_name(api, given):
 @pytest.mark.parametrize(
     ("body", "status", "words"),
     [
-        ({"class": "Sandle"}, 400, "unknown class 'Sandle'"),
-        ({"class": 10}, 400, "unknown class '10'"),
+        ({"class": "Sandle"}, 422, "Sneaker"),  # the schema lists the names
+        ({"class": "sneaker"}, 422, "Sneaker"),
+        ({"class": "7"}, 422, ""),
+        ({"class": 10}, 422, ""),
         ({"class": "Bag", "sampler": "vae"}, 400, "cannot draw one class"),
         ({"class": True}, 422, ""),
     ],

@@ -4,10 +4,11 @@ cannot infer: the multipart upload body, which the app parses by hand, and the P
 Request schemas are strict: a boolean, a string or a float where an integer belongs is a 422, as
 the OpenAPI ``integer`` type says, rather than being converted."""
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fmnist import CLASS_NAMES
 from fmnist.cli.inference import DEFAULT_SCALE, MAX_SCALE  # the CLI's, so both draw the same grid
 from fmnist.runtime.images import INVERT_CHOICES
 from fmnist.runtime.sampling import DEFAULT_SAMPLER, SAMPLERS
@@ -128,11 +129,11 @@ def generate_request(max_generate: int) -> type[BaseModel]:
             le=MAX_SCALE,
             description="Format png: PNG pixels per image pixel, nearest neighbour (1 keeps 28 px per image).",
         )
-        label: int | str | None = Field(
+        label: Annotated[int, Field(ge=0, le=len(CLASS_NAMES) - 1)] | Literal[CLASS_NAMES] | None = Field(
             None,
             alias="class",
-            description="Only this class (kde sampler): its label number (0-9) or its name in any case, "
-            "e.g. Sneaker; bundles exported since format 2. Default: any class.",
+            description="Only this class (the kde sampler): its label number or its name, e.g. 7 or Sneaker; "
+            "bundles exported since format 2. Default: any class.",
         )
 
     return GenerateRequest
