@@ -17,6 +17,7 @@ from typing import Any
 from fmnist.contract.models import MODEL_SPECS
 from fmnist.contract.models import MODELS as MODEL_NAMES
 from fmnist.errors import ConfigError
+from fmnist.runtime.limits import SEED_RANGE, seed_message
 
 DATA_ENV_VAR = "FMNIST_DATA"
 MODELS = MODEL_NAMES  # every model, in training order (declared in fmnist.contract.models)
@@ -54,7 +55,7 @@ ENCODER_SHAPE = ("latent_dim", "arch")  # the fields a classifier shares with th
 LEGACY_VALUES = {"head_noise": 0.0, "aug_plain": 0.0, "aug_flip": 0.0}
 
 
-SEED_MAX = 2**32 - 1  # numpy's and torch's seeds are 32-bit: 0 .. 2**32 - 1
+SEED_MAX = SEED_RANGE[1]
 # The help panel of the hyper-parameter flags of `fmnist train` and `fmnist tune`.
 PANEL = "Hyper-parameters"
 
@@ -153,7 +154,7 @@ class Config:
 
     def __post_init__(self) -> None:
         checks = [
-            (isinstance(self.seed, int) and 0 <= self.seed <= SEED_MAX, f"--seed must be between 0 and {SEED_MAX}"),
+            (isinstance(self.seed, int) and 0 <= self.seed <= SEED_MAX, seed_message(self.seed)),
             (self.limit_train is None or self.limit_train >= 1, "--limit-train must be >= 1"),
             (0.0 < self.val_fraction < 1.0, "--val-fraction must be in (0, 1)"),
             (self.epochs is None or self.epochs >= 1, "--epochs must be >= 1"),

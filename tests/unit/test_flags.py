@@ -89,7 +89,7 @@ def test_a_bad_choice_is_one_line_before_torch_loads(tmp_path):
     cases = [
         (["train", "--model", "gan"], "--model must be one of ae, head, classifier, vae or all, not 'gan'"),
         (["train", "--arch", "resnet"], "--arch must be one of seed, wide, medium, not 'resnet'"),
-        (["train", "--seed", "-1"], "--seed must be between 0 and 4294967295"),
+        (["train", "--seed", "-1"], "--seed must be a whole number from 0 to 4,294,967,295 (2**32 - 1), not -1"),
         (["tune", "vae"], "TARGET must be one of ae, classifier"),
         (["tune", "ae", "--lr-schedule", "steps"], "--lr-schedule must be one of cosine, constant"),
     ]

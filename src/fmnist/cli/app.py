@@ -17,6 +17,7 @@ from fmnist.cli.outputs import check_folder
 from fmnist.config import DEFAULTS, PANEL, SEED_MAX, Config
 from fmnist.contract.models import ALL, MODELS
 from fmnist.errors import ConfigError, FmnistError, report_errors
+from fmnist.runtime.limits import seed_message
 from fmnist.training.search_space import HEARTBEAT_S, PRUNERS, SEARCHED, TARGETS, TUNE_EPOCHS
 
 app = typer.Typer(
@@ -465,7 +466,7 @@ def report(
 ) -> None:
     """Every figure of the study (curves, reconstructions, latents, samples, tuning) as PNGs plus report.html."""
     if not 0 <= seed <= SEED_MAX:
-        raise ConfigError(f"--seed must be between 0 and {SEED_MAX}")
+        raise ConfigError(seed_message(seed))
     require_training_extra("report")
     from fmnist import runs
     from fmnist.analysis.report import make_report

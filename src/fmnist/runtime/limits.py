@@ -10,11 +10,17 @@ MAX_PIXELS = 2048 * 2048  # largest image decoded (width x height, read from its
 SEED_RANGE = (0, 2**32 - 1)
 
 
+def seed_message(seed: object, flag: str = "--seed") -> str:
+    """The one line every command and the server give for a seed out of SEED_RANGE."""
+    low, high = SEED_RANGE
+    return f"{flag} must be a whole number from {low} to {high:,} (2**32 - 1), not {seed}"
+
+
 def check_seed(seed: int, flag: str = "--seed") -> int:
     """``seed`` when it is in SEED_RANGE, else InputError naming ``flag`` and the range."""
     low, high = SEED_RANGE
     if not low <= seed <= high:
-        raise InputError(f"{flag} must be a whole number from {low} to {high:,} (2**32 - 1), not {seed}")
+        raise InputError(seed_message(seed, flag))
     return seed
 
 
