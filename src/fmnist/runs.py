@@ -236,7 +236,8 @@ def unreadable(path: Path) -> str | None:
     return f"damaged member {bad}" if bad else None
 
 
-def _whole(path: Path | None) -> bool:
+def is_whole(path: Path | None) -> bool:
+    """A file whose zip archive (torch.save's format) is whole; torch may still refuse its pickle."""
     return path is not None and Path(path).is_file() and unreadable(path) is None
 
 
@@ -248,14 +249,15 @@ def check_readable(path: Path, fallback: Path | None = None, hint: str = "", rea
     if reason is None:
         return Path(path)
     message = f"checkpoint {path} cannot be read ({reason})"
-    if _whole(fallback):
+    if is_whole(fallback):
         message += f"; the previous good one is {fallback}"
     raise ConfigError(message + (f": {hint}" if hint else ""))
 
 
-def resume_hint(run: Path, model: str) -> str:
-    """What to do about a damaged last.ckpt: resume from best.ckpt when it is whole, else retrain."""
-    if _whole(checkpoint(run, model, BEST)):
+def resume_hint(run: Path, model: str, best_ok: bool | None = None) -> str:
+    """What to do about a damaged last.ckpt: resume from best.ckpt when it is whole (``best_ok``:
+    found another way, by loading it), else retrain."""
+    if is_whole(checkpoint(run, model, BEST)) if best_ok is None else best_ok:
         return f"copy it over {LAST} to resume from that epoch, or delete {LAST} to train the {model} again"
     return (
         f"no good checkpoint of the {model} is left: delete {model_dir(run, model)} to train it again "

@@ -133,6 +133,20 @@ def test_a_checkpoint_carrying_code_is_one_line_and_never_run(data_dir, tmp_path
     assert not marker.exists()
 
 
+def test_code_in_both_checkpoints_names_no_good_one(data_dir, tmp_path):
+    run = a_run(tmp_path / "run", data_dir)
+    (run / "ae").mkdir()
+    marker = tmp_path / "pwned"
+    for name in (runs.LAST, runs.BEST):  # whole zip archives both: only torch's unpickler refuses them
+        torch.save({"state_dict": {}, "payload": Payload(marker)}, run / "ae" / name)
+    result = run_cli("train", "--resume", "--run-dir", run, "--no-progress")
+    assert result.exit_code == 2, result.output
+    line = one_line(result)
+    assert "no good checkpoint of the ae is left" in line
+    assert "previous good one" not in line and "copy it over" not in line
+    assert not marker.exists()
+
+
 def test_tune_with_no_trials_says_how_many_the_study_holds(data_dir, tmp_path):
     result = run_cli("tune", "ae", "--trials", 0, "--run-dir", tmp_path / "t", "--no-plots", *TUNE_TINY)
     assert result.exit_code == 0, result.output

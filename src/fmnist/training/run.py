@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pickle
 import shlex
 import signal
 import sys
@@ -188,18 +189,39 @@ def fit_model(
     return trainer
 
 
+# what torch.load (weights only) raises for a checkpoint it will not read
+_REFUSED = (pickle.UnpicklingError, RuntimeError, EOFError, KeyError)
+
+
 def _resumed_config(run_dir: Path, model_name: str, last: Path) -> Config:
     """The config last.ckpt was trained with; a checkpoint torch refuses to unpickle (one carrying
-    code, say: it is never run) is one ConfigError, as a damaged one is."""
-    import pickle
-
+    code, say: it is never run) is one ConfigError, as a damaged one is, naming best.ckpt as the
+    one to resume from only when torch reads that one."""
     try:
         return load_module(model_name, str(last)).config
-    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError) as e:
-        reason = f"not a plain checkpoint: {e.__class__.__name__}: {str(e).strip().splitlines()[0][:120]}"
+    except _REFUSED as e:
         best = runs.checkpoint(run_dir, model_name)
-        runs.check_readable(last, best, runs.resume_hint(run_dir, model_name), reason=reason)
+        best_ok = _plain(model_name, best)
+        hint = runs.resume_hint(run_dir, model_name, best_ok)
+        runs.check_readable(last, best if best_ok else None, hint, reason=_refusal(e))
         raise AssertionError("unreachable") from None
+
+
+def _refusal(e: Exception) -> str:
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    short = first if len(first) <= 120 else first[:120].rsplit(" ", 1)[0] + " ..."
+    return f"not a plain checkpoint: {e.__class__.__name__}: {short}"
+
+
+def _plain(model_name: str, path: Path) -> bool:
+    """Whether torch reads ``path`` as a checkpoint of ``model_name`` (weights only: no code runs)."""
+    if not runs.is_whole(path):
+        return False
+    try:
+        load_module(model_name, str(path))
+    except _REFUSED:
+        return False
+    return True
 
 
 def train_one(
