@@ -211,6 +211,7 @@ def test_encode_json_and_npy(toy_bundle, pngs, tmp_path):
 # evaluate
 
 
+@pytest.mark.slow  # the whole test set, or a subprocess per command
 def test_evaluate_json(toy_bundle, data_dir):
     from fmnist.runtime.bundle import Bundle
     from fmnist.runtime.evaluation import load_test_set
@@ -237,6 +238,7 @@ def test_evaluate_json(toy_bundle, data_dir):
     assert "classifier accuracy" in text and "Frechet" in text
 
 
+@pytest.mark.slow  # the whole test set, or a subprocess per command
 def test_evaluate_says_when_a_model_is_degenerate(toy_bundle, data_dir):
     """The toy's fixed weights classify noise at chance and reconstruct it worse than its mean image."""
     from fmnist.runtime.evaluation import load_test_set
@@ -254,6 +256,7 @@ def test_evaluate_says_when_a_model_is_degenerate(toy_bundle, data_dir):
     ]
 
 
+@pytest.mark.slow  # the whole test set, or a subprocess per command
 def test_evaluate_reads_fmnist_data(toy_bundle, data_dir, monkeypatch):
     monkeypatch.setenv("FMNIST_DATA", str(data_dir))
     assert run_cli("evaluate", "--json", "--artifacts", toy_bundle).exit_code == 0
@@ -350,6 +353,7 @@ def test_a_real_process_reports_bad_input_in_one_line(toy_bundle, tmp_path):
     assert result.stderr == f"fmnist: error: {tmp_path / 'missing.png'}: no such file\n"
 
 
+@pytest.mark.slow  # the whole test set, or a subprocess per command
 def test_inference_commands_never_import_the_training_stack(toy_bundle, pngs, data_dir, tmp_path):
     b = ["--artifacts", str(toy_bundle)]
     commands = [

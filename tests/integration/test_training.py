@@ -200,6 +200,7 @@ def test_same_seed_gives_the_same_metrics_and_resume_ends_where_a_straight_run_d
     assert result.exit_code == 2 and "--lr" in result.output
 
 
+@pytest.mark.slow  # a subprocess that imports torch
 def test_bad_data_dir_is_a_one_line_error(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "fmnist.cli", "train", "--model", "ae", "--data-dir", str(tmp_path / "nope")],
