@@ -7,6 +7,7 @@ request may fail; a broken bundle is refused while the old one serves on."""
 import io
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -86,14 +87,6 @@ def serve_on_link(root: Path, target: Path, name: str, *args: str):
     link = root / name
     point(link, target)
     return (link, *start_serve(link, *args))
-
-
-def reloads_ok(url: str) -> float:
-    """fmnist_bundle_reloads_total{result="ok"}, as /metrics sums it over the workers."""
-    for line in httpx.get(f"{url}/metrics").text.splitlines():
-        if line.startswith('fmnist_bundle_reloads_total{result="ok"}'):
-            return float(line.split()[-1])
-    return 0.0
 
 
 def model_id(url: str) -> str:
@@ -207,12 +200,13 @@ def test_every_worker_watches_and_takes_the_new_bundle(bundles):
     try:
         ids = bundle_ids(a, b)
         point(link, b)
-        # /metrics sums both workers' counters (multiprocess mode): 2 once each has swapped
-        wait_for(lambda: reloads_ok(url) == 2, "both workers on the new bundle")
-        assert all(model_id(url) == ids[1] for _ in range(20))  # new connections: either worker answers
+        # each request on a new connection, so both workers answer some of 20 in a row
+        wait_for(lambda: all(model_id(url) == ids[1] for _ in range(20)), "both workers on the new bundle")
     finally:
         log = stop(proc)
-    assert log.count(f"now serving bundle {ids[1]}") == 2, log
+    # a worker still starting when the link moved loads the new bundle at once, without a swap
+    started_on_new = len(re.findall(rf"model ready \(provider [^,]*, bundle {ids[1]}", log))
+    assert log.count(f"now serving bundle {ids[1]}") + started_on_new == 2, log
 
 
 @pytest.mark.parametrize("kind", ["pipe", "zero", "folder"])

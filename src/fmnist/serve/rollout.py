@@ -99,8 +99,14 @@ class Rollout:
 
     async def watch(self, interval: float) -> None:
         """Reload whenever ``signature(path)`` changes; a refused bundle is not retried until it does."""
+        first = True
         while True:
             await asyncio.sleep(interval)
+            if first:  # the bundle in service, not the path's: a swap during start-up is seen, not lost
+                first, in_service = False, getattr(self.state, "served", None)
+                folder = getattr(in_service.model, "folder", None) if in_service is not None else None
+                if folder is not None:
+                    self._seen = await run_in_threadpool(signature, Path(folder))
             now = await run_in_threadpool(signature, self.path)
             if now != self._seen:
                 self._seen = now
