@@ -100,10 +100,10 @@ def start_server(mode: str, bundle: str, port: int, src: Path = ROOT / "src", ti
     return start_process(cmd, env, f"http://127.0.0.1:{port}/readyz", mode, timeout)
 
 
-def start_process(cmd: list[str], env: dict, ready_url: str, name: str, timeout: float) -> subprocess.Popen:
+def start_process(cmd: list[str], env: dict, ready_url: str, name: str, timeout: float, **popen) -> subprocess.Popen:
     """``cmd`` in a session of its own, once ``ready_url`` answers 200 (stopped, whole group, if it
-    does not within ``timeout`` seconds)."""
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    does not within ``timeout`` seconds); ``popen``: more arguments of Popen (``stdout``, say)."""
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, **popen)
     deadline = time.monotonic() + timeout
     while True:
         try:

@@ -33,14 +33,12 @@ import re
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmarks.serve_load import classify_request, free_port  # noqa: E402
+from benchmarks.serve_load import classify_request, free_port, start_process  # noqa: E402
 
 OUTCOMES = ("200", "503", "other", "refused", "lost", "reset")
 
@@ -129,20 +127,8 @@ def start(bundle: str | None, workers: int, port: int, extra: tuple[str, ...] = 
     if bundle:
         cmd += ["--artifacts", bundle]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            kill(proc)
-            output = proc.communicate()[0] or b""
-            raise RuntimeError(f"fmnist serve did not start:\n{output.decode()[-3000:]}")
-        time.sleep(0.2)
+    url = f"http://127.0.0.1:{port}/readyz"
+    return start_process(cmd, env, url, "fmnist serve", 120, stdout=log, stderr=subprocess.STDOUT)
 
 
 def kill(proc: subprocess.Popen) -> None:
