@@ -72,14 +72,16 @@ def main() -> None:
     p.add_argument("--top", type=int, default=25)
     args = p.parse_args()
     port = serve_load.free_port()
+    pngs, _ = serve_load.request_pngs()
+    requests = [serve_load.classify_request(port, png) for png in pngs]
     proc = serve_load.start_server("on", args.artifacts, port, Path(args.src))
     try:
-        asyncio.run(serve_load.load(port, 300, args.concurrency))  # warm-up
+        asyncio.run(serve_load.load(port, 300, args.concurrency, requests))  # warm-up
         done = threading.Event()
 
         def keep_loading() -> None:
             while not done.is_set():
-                asyncio.run(serve_load.load(port, 2000, args.concurrency))
+                asyncio.run(serve_load.load(port, 2000, args.concurrency, requests))
 
         loader = threading.Thread(target=keep_loading, daemon=True)
         loader.start()

@@ -133,18 +133,24 @@ def stop_server(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)  # anything of the group still there
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its direct children (uvicorn workers), from /proc."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User + system CPU of a process and its direct children (uvicorn workers), from /proc: all
+    their threads, and their main threads alone (the event loops, which bound the requests/s: the
+    batchers' onnxruntime threads run beside them)."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    total = loops = 0.0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
+            if stat.parent.name == str(pid) or fields[1] == str(pid):  # fields[1]: parent pid
+                main = (stat.parent / "task" / stat.parent.name / "stat").read_text().rsplit(")", 1)[1].split()
+            else:
+                continue
         except OSError:
             continue
-        if stat.parent.name == str(pid) or fields[1] == str(pid):  # fields[1]: parent pid
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+        total += (int(fields[11]) + int(fields[12])) / tick
+        loops += (int(main[11]) + int(main[12])) / tick
+    return total, loops
 
 
 def free_port() -> int:
@@ -243,9 +249,9 @@ def measure(port: int, args, pngs: list[bytes], path: str = "/v1/classify", pid:
     requests = [classify_request(port, png, path) for png in pngs]
     runner = _loop_runner()
     runner(load(port, args.warmup, args.concurrency, requests))
-    cpu0 = cpu_seconds(pid) if pid else 0.0
+    cpu0 = cpu_seconds(pid) if pid else (0.0, 0.0)
     seconds, lat, errors = runner(load(port, args.requests, args.concurrency, requests))
-    cpu = cpu_seconds(pid) - cpu0 if pid else 0.0
+    cpu, loop_cpu = (a - b for a, b in zip(cpu_seconds(pid), cpu0)) if pid else (0.0, 0.0)
     return {
         "requests": len(lat),
         "rps": len(lat) / seconds,
@@ -253,6 +259,7 @@ def measure(port: int, args, pngs: list[bytes], path: str = "/v1/classify", pid:
         "p99_ms": float(np.percentile(lat, 99) * 1000),
         "errors": errors,
         "server_cpu_ms": cpu / len(lat) * 1000,
+        "loop_cpu_ms": loop_cpu / len(lat) * 1000,
     }
 
 
@@ -408,14 +415,14 @@ def describe(r: dict) -> str:
     batch = f"  mean batch {r['mean_batch']:.1f} ({r['batched_share']:.0%} of calls > 1)" if r["mean_batch"] else ""
     return (
         f"{r['mode']:>18}: {r['rps']:7.0f} req/s  p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  "
-        f"errors {r['errors']}  server CPU {r['server_cpu_ms']:.2f} ms/req{batch}"
+        f"errors {r['errors']}  server CPU {r['server_cpu_ms']:.2f} ms/req (event loop {r['loop_cpu_ms']:.2f}){batch}"
     )
 
 
 def summarise(runs: list[dict]) -> dict:
     """Per-metric medians over the rounds (errors summed), with the rps and p99 ranges."""
     out = {"mode": runs[0]["mode"], "rounds": runs, "errors": sum(r["errors"] for r in runs)}
-    for key in ("requests", "rps", "p50_ms", "p99_ms", "server_cpu_ms", "mean_batch", "batched_share"):
+    for key in ("requests", "rps", "p50_ms", "p99_ms", "server_cpu_ms", "loop_cpu_ms", "mean_batch", "batched_share"):
         values = [r[key] for r in runs if r[key] is not None]
         out[key] = float(np.median(values)) if values else None
     out["rps_range"] = f"{min(r['rps'] for r in runs):.0f}-{max(r['rps'] for r in runs):.0f}"

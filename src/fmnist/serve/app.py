@@ -36,6 +36,7 @@ from starlette.concurrency import run_in_threadpool
 from fmnist.artifacts import resolve_bundle_dir
 from fmnist.runtime.bundle import Bundle
 from fmnist.serve import served, v2
+from fmnist.serve.direct import DirectRoutes
 from fmnist.serve.error_handlers import add_error_handlers
 from fmnist.serve.keys import Keys, RequireKey
 from fmnist.serve.metrics import Metrics
@@ -82,13 +83,15 @@ def create_app(
     served.install(app.state, None)
     app.state.ready = False
     app.state.keys = Keys(settings.api_key_file)
-    # Innermost first: the key check inside BodyLimit (an oversized body is refused unread, key or
+    # Innermost first: the request-only routes (past the router), the key check inside BodyLimit (an oversized body is refused unread, key or
     # not), both inside Observe, so 401s and 413s are counted and carry the request's id.
+    uploads = images.router(settings)
+    app.add_middleware(DirectRoutes, fastapi_app=app, routes=uploads.routes)
     app.add_middleware(RequireKey, state=app.state)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(Observe, state=app.state)
     add_error_handlers(app)
-    app.include_router(images.router(settings))
+    app.include_router(uploads)
     app.include_router(generate.router(settings))
     app.include_router(service.router)
     app.include_router(v2.router)  # the Open Inference Protocol (KServe V2) beside /v1

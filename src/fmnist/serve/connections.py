@@ -209,7 +209,10 @@ class GuardedProtocol(HttpToolsProtocol):
         return not self.transport.is_closing()
 
     def on_headers_complete(self) -> None:
+        previous = self.cycle
         super().on_headers_complete()
+        if self.cycle is not previous:  # a new request (not an upgrade): its answer leaves in one write
+            self.cycle.transport = HeadWithBody(self.transport, self.cycle, self.loop)
         self._header_bytes = 0
         if self._draining:  # answered, then closed; the drain's deadline stays armed
             if self.cycle is not None:
@@ -249,6 +252,42 @@ class GuardedProtocol(HttpToolsProtocol):
         self._timer = None
         if not self.transport.is_closing():
             self._close(503, b"Service Unavailable", "server shutting down", b"retry-after: 1\r\n")
+
+
+class HeadWithBody:
+    """The connection's transport as one request's cycle sees it: the head of the answer (the status
+    line and headers uvicorn writes when the app starts its response) is held and goes out with the
+    first bytes of the body, in one write: one send() and one TCP segment where uvicorn makes two,
+    and a client woken once. A head still held at the event loop's next turn (a streamed body whose
+    first chunk is not ready, an answer to HEAD) goes out alone."""
+
+    __slots__ = ("_transport", "_cycle", "_loop", "_head", "_head_seen")
+
+    def __init__(self, transport: Any, cycle: Any, loop: Any) -> None:
+        self._transport, self._cycle, self._loop = transport, cycle, loop
+        self._head: bytes | None = None
+        self._head_seen = False
+
+    def write(self, data: bytes) -> None:
+        if self._head is not None:
+            data, self._head = self._head + data, None
+        elif self._cycle.response_started and not self._head_seen:  # not a 100 Continue: the head
+            self._head, self._head_seen = data, True
+            self._loop.call_soon(self._flush)
+            return
+        self._transport.write(data)
+
+    def _flush(self) -> None:
+        if self._head is not None and not self._transport.is_closing():
+            self._transport.write(self._head)
+        self._head = None
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:  # is_closing, get_extra_info, ...: the transport's
+        return getattr(self._transport, name)
 
 
 def _unread(transport) -> bool:

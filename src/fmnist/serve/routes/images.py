@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
-from fastapi.routing import APIRoute
 
 from fmnist.runtime import images
 from fmnist.serve.dependencies import read_uploads, serving
+from fmnist.serve.direct import RequestOnlyRoute
 from fmnist.serve.responses import images_response
 from fmnist.serve.schemas import (
     ERRORS,
@@ -22,15 +22,6 @@ from fmnist.serve.schemas import (
     upload_body,
 )
 from fmnist.serve.settings import Settings
-
-
-class RequestOnlyRoute(APIRoute):
-    """A route documented like any other, whose endpoint is called with the ``Request`` alone and
-    reads the request itself: FastAPI's parameter solving (a throw-away ``Response``, the dependency
-    bookkeeping) cost about a sixth of a classify request's CPU and served nothing here."""
-
-    def get_route_handler(self):
-        return self.endpoint
 
 
 def router(settings: Settings) -> APIRouter:
