@@ -251,7 +251,7 @@ def measure(port: int, args, pngs: list[bytes], path: str = "/v1/classify", pid:
     runner(load(port, args.warmup, args.concurrency, requests))
     cpu0 = cpu_seconds(pid) if pid else (0.0, 0.0)
     seconds, lat, errors = runner(load(port, args.requests, args.concurrency, requests))
-    cpu, loop_cpu = (a - b for a, b in zip(cpu_seconds(pid), cpu0)) if pid else (0.0, 0.0)
+    cpu, loop_cpu = (a - b for a, b in zip(cpu_seconds(pid), cpu0, strict=True)) if pid else (0.0, 0.0)
     return {
         "requests": len(lat),
         "rps": len(lat) / seconds,
