@@ -21,24 +21,10 @@ def parse_header(value: str) -> tuple[str, dict[str, str]]:
     Raises:
         InputError: an extended parameter in a charset other than UTF-8 or ISO-8859-1, or badly formed.
     """
-    head, params, extended = "", {}, {}
-    i, n = 0, len(value)
-    first = True
-    while i <= n:
-        # one segment up to the next ';' outside quotes
-        start, quoted = i, False
-        while i < n and (quoted or value[i] != ";"):
-            if value[i] == '"':
-                quoted = not quoted
-            elif value[i] == "\\" and quoted and i + 1 < n:
-                i += 1
-            i += 1
-        segment = value[start:i].strip()
-        i += 1
-        if first:
-            head, first = segment.lower(), False
-            continue
-        name, eq, raw = segment.partition("=")
+    head, *segments = _segments(value)
+    params, extended = {}, {}
+    for segment in segments:
+        name, eq, raw = segment.strip().partition("=")
         name = name.strip().lower()
         if not eq or not name:
             continue  # a bare token: no value to keep
@@ -47,10 +33,31 @@ def parse_header(value: str) -> tuple[str, dict[str, str]]:
             extended[name[:-1]] = _decode_extended(raw, name)
             continue
         if len(raw) >= 2 and raw[0] == raw[-1] == '"':
-            raw = _unescape(raw[1:-1])
+            raw = _unescape(raw[1:-1]) if "\\" in raw else raw[1:-1]
         params.setdefault(name, raw)
     params.update(extended)
-    return head, params
+    return head.strip().lower(), params
+
+
+def _segments(value: str) -> list[str]:
+    """``value`` cut at every ``;`` outside a quoted string. Without backslashes and with no ``;``
+    inside quotes (nearly every header) that is a plain split, several times faster than the scan."""
+    if "\\" not in value and (
+        '"' not in value or (value.count('"') % 2 == 0 and not any(";" in q for q in value.split('"')[1::2]))
+    ):
+        return value.split(";")
+    segments, i, n = [], 0, len(value)
+    while i <= n:
+        start, quoted = i, False
+        while i < n and (quoted or value[i] != ";"):
+            if value[i] == '"':
+                quoted = not quoted
+            elif value[i] == "\\" and quoted and i + 1 < n:
+                i += 1
+            i += 1
+        segments.append(value[start:i])
+        i += 1
+    return segments
 
 
 def _unescape(quoted: str) -> str:
