@@ -103,3 +103,24 @@ def test_parse_header():
     assert parse_header('Form-Data; Name="a"; x; y=1; name="b"') == ("form-data", {"name": "a", "y": "1"})
     assert parse_header("text/plain") == ("text/plain", {})
     assert parse_header("") == ("", {})
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "form-data",
+        'form-data; name="file"; filename="a.png"',
+        "form-data;name=file;",
+        'form-data; filename="a;b.png"',  # ';' inside quotes
+        'form-data; filename="a\\";b.png"',  # an escaped quote
+        'form-data; filename="open; name=x',  # a quote never closed
+        'a"b;c"d; e="f"',  # quotes inside a token
+        'x; y="\\\\"; z=1',
+        '"; "',
+    ],
+)
+def test_header_segments_split_as_the_scan_does(value):
+    from fmnist.serve.multipart import _scan, _segments
+
+    assert _segments(value) == _scan(value)

@@ -46,6 +46,12 @@ def _segments(value: str) -> list[str]:
         '"' not in value or (value.count('"') % 2 == 0 and not any(";" in q for q in value.split('"')[1::2]))
     ):
         return value.split(";")
+    return _scan(value)
+
+
+def _scan(value: str) -> list[str]:
+    """``_segments`` for any value: character by character, a quote opening or closing a quoted
+    string, a backslash in one escaping the next character."""
     segments, i, n = [], 0, len(value)
     while i <= n:
         start, quoted = i, False
