@@ -1,12 +1,14 @@
 """CPU time per ``/v1/classify`` request spent by the server's Python, without sockets or a load
-generator: the ASGI app is called directly, request after request, with one 28x28 PNG (batching
-off, so the onnxruntime call is on the same thread and counted). Steadier than an HTTP load on a
-shared machine, so a change's cost on the request path shows; each source tree given runs in its
-own process, alternately, and the minimum over the runs is reported.
+generator: the ASGI app is called directly with one 28x28 PNG per request. By default request
+after request with batching off, so the onnxruntime call is on the same thread and counted; with
+``--concurrency 64``, 64 requests in flight through the batchers as under the HTTP load, and the
+event loop's thread is timed apart (it bounds the requests/s; onnxruntime runs beside it). Steadier
+than an HTTP load on a shared machine, so a change's cost on the request path shows; each source
+tree given runs in its own process, alternately, and the minimum over the runs is reported.
 
 Usage::
 
-    PYTHONPATH=src python benchmarks/asgi_cost.py [--src DIR ...] [--requests 1000] [--runs 5]
+    PYTHONPATH=src python benchmarks/asgi_cost.py [--src DIR ...] [--requests 1000] [--runs 5] [--concurrency 64]
 """
 
 from __future__ import annotations
@@ -46,13 +48,13 @@ def request_parts() -> tuple[list[tuple[bytes, bytes]], bytes]:
     return headers, body
 
 
-async def measure(bundle: str, requests: int, runs: int) -> list[float]:
-    """Microseconds of process CPU per request, one figure per run."""
+async def measure(bundle: str, requests: int, runs: int, concurrency: int = 1) -> list[tuple[float, float]]:
+    """(µs of process CPU, µs of the event loop thread's CPU) per request, one pair per run."""
     from fmnist.serve.app import create_app
     from fmnist.serve.settings import Settings
 
     headers, body = request_parts()
-    app = create_app(bundle, Settings(batching=False, provider="cpu"))
+    app = create_app(bundle, Settings(batching=concurrency > 1, provider="cpu"))
 
     async def one() -> None:
         scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
@@ -70,15 +72,21 @@ async def measure(bundle: str, requests: int, runs: int) -> list[float]:
         await app(scope, receive, send)
         assert sent[0]["status"] == 200, sent
 
-    async with app.router.lifespan_context(app):
-        for _ in range(200):
+    async def client(count: int) -> None:
+        for _ in range(count):
             await one()
+
+    async def batch(count: int) -> None:
+        await asyncio.gather(*(client(count // concurrency) for _ in range(concurrency)))
+
+    async with app.router.lifespan_context(app):
+        await batch(200)
         figures = []
         for _ in range(runs):
-            t0 = time.process_time()
-            for _ in range(requests):
-                await one()
-            figures.append((time.process_time() - t0) / requests * 1e6)
+            t0, l0 = time.process_time(), time.thread_time()
+            await batch(requests)
+            done = requests // concurrency * concurrency
+            figures.append(((time.process_time() - t0) / done * 1e6, (time.thread_time() - l0) / done * 1e6))
     return figures
 
 
@@ -89,26 +97,31 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=1000)
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--rounds", type=int, default=3, help="processes per tree, alternating between trees")
+    p.add_argument("--concurrency", type=int, default=1, help="requests in flight (over 1: batching on)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        print(json.dumps(asyncio.run(measure(args.artifacts, args.requests, args.runs))))
+        print(json.dumps(asyncio.run(measure(args.artifacts, args.requests, args.runs, args.concurrency))))
         return
     trees = args.src or [str(ROOT / "src")]
     best = {tree: [] for tree in trees}
-    print(f"µs of CPU per /v1/classify request through the ASGI app; load average {os.getloadavg()[0]:.1f}")
+    mode = f"{args.concurrency} in flight, batching on" if args.concurrency > 1 else "one by one, batching off"
+    print(f"µs of CPU per /v1/classify request through the ASGI app ({mode}): process (event loop thread); "
+          f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     for _ in range(args.rounds):
         for tree in trees:
             out = subprocess.run(
                 [sys.executable, __file__, "--child", "--artifacts", args.artifacts, "--requests",
-                 str(args.requests), "--runs", str(args.runs)],
+                 str(args.requests), "--runs", str(args.runs), "--concurrency", str(args.concurrency)],
                 env={**os.environ, "PYTHONPATH": tree}, capture_output=True, text=True, check=True,
             )  # fmt: skip
-            figures = json.loads(out.stdout.strip().splitlines()[-1])
+            figures = [tuple(f) for f in json.loads(out.stdout.strip().splitlines()[-1])]
             best[tree].append(min(figures))
-            print(f"  {tree}: min {min(figures):7.1f}  (runs: {', '.join(f'{f:.0f}' for f in figures)})", flush=True)
+            runs = ", ".join(f"{p:.0f} ({t:.0f})" for p, t in figures)
+            print(f"  {tree}: min {min(figures)[0]:7.1f} ({min(figures)[1]:.1f})  (runs: {runs})", flush=True)
     for tree, figures in best.items():
-        print(f"{tree}: {min(figures):.1f} µs per request (min over {len(figures)} processes)")
+        process, loop = min(figures)
+        print(f"{tree}: {process:.1f} µs per request ({loop:.1f} on the event loop; min over {len(figures)} processes)")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import numpy as np
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from fmnist.errors import InputError
 from fmnist.runtime import images
@@ -37,10 +38,11 @@ async def read_uploads(request: Request) -> Uploads:
     if kind != "multipart/form-data":
         raise HTTPException(415, f"expected multipart/form-data with `file` fields, not {kind}")
     settings = request.app.state.settings
-    files, fields = parse_multipart(await request.body(), content_type, settings.max_files)
+    files, fields = parse_multipart(await _body(request), content_type, settings.max_files)
     if not files:
         raise InputError("no `file` field: upload images as multipart field `file`")
-    invert = _invert(request.query_params.get("invert"), fields.get("invert"))
+    query = request.query_params.get("invert") if request.scope["query_string"] else None  # parsed only if sent
+    invert = _invert(query, fields.get("invert"))
     names, arrays = [], []
     for name, data in files:
         label = name or "upload"  # what error messages call it
@@ -52,6 +54,19 @@ async def read_uploads(request: Request) -> Uploads:
             arrays.append(_decode(image, label, invert))
         names.append(name)
     return Uploads(names, np.stack(arrays))
+
+
+async def _body(request: Request) -> bytes:
+    """The whole body, as ``request.body()`` reads it, without its stream machinery (a fifth of the
+    cost of reading a one-image upload, which comes in one message)."""
+    chunks = []
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _invert(query: str | None, form: str | None) -> str:
