@@ -27,11 +27,12 @@ STAGES = {
     "event loop idle (select/epoll)": "select (selectors.py",
     "HTTP parsing (httptools protocol)": "data_received (",
     "middleware: Observe": "__call__ (fmnist/serve/middleware.py",
-    "FastAPI parameter solving": "solve_dependencies (",
+    "FastAPI's router and parameter solving": "fastapi/routing.py",
     "upload reading (multipart, decode, preprocess)": "read_uploads (",
     "PNG decode + preprocess": "_decode (",
     "classify handler": "classify (fmnist/serve/routes/images.py",
     "JSON response": "render (starlette/responses.py",
+    "response write (one send per answer)": "HeadWithBody.write (",
     "onnxruntime run (batcher thread)": "run (onnxruntime",
     "metrics": "observe_request (",
 }
