@@ -8,6 +8,7 @@ import asyncio
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Route
 
 from fmnist.errors import InputError
 from fmnist.serve.connections import HeadWithBody
@@ -23,7 +24,11 @@ async def echo(request: Request) -> JSONResponse:
         raise HTTPException(418, "short and stout")
     if body == b"bug":
         raise RuntimeError("a bug")
-    return JSONResponse({"body": body.decode(), "route": request.scope["route"].path})
+    return JSONResponse({"body": body.decode(), "route": request.scope["route"].path, **request.path_params})
+
+
+async def with_query(request: Request, q: str = "") -> JSONResponse:  # needs FastAPI's parameter solving
+    return JSONResponse({"q": q})
 
 
 def app_and_direct() -> tuple[FastAPI, DirectRoutes, list]:
@@ -31,6 +36,8 @@ def app_and_direct() -> tuple[FastAPI, DirectRoutes, list]:
     add_error_handlers(app)
     routes = APIRouter()
     routes.add_api_route("/echo", echo, methods=["POST"], route_class_override=RequestOnlyRoute)
+    routes.add_api_route("/query", with_query, methods=["POST"])
+    routes.routes.append(Route("/items/{name}/echo", echo, methods=["POST"]))
     app.include_router(routes)
     passed_on = []
 
@@ -60,16 +67,20 @@ def test_a_post_to_a_request_only_route_runs_its_endpoint_with_the_route_in_the_
     sent = call(direct, "POST", "/echo", b"hi")
     assert sent[0]["status"] == 200
     assert sent[1]["body"] == b'{"body":"hi","route":"/echo"}'
+    sent = call(direct, "POST", "/items/x1/echo", b"hi")  # a plain Starlette route, with a path parameter
+    assert sent[1]["body"] == b'{"body":"hi","route":"/items/{name}/echo","name":"x1"}'
+    sent = call(direct, "POST", "/api/echo", b"hi", root_path="/api")  # the root path is not the route's
+    assert sent[1]["body"] == b'{"body":"hi","route":"/echo"}'
     assert passed_on == []
 
 
-def test_other_methods_paths_and_root_paths_go_on_to_the_router():
+def test_other_methods_paths_and_fastapi_routes_go_on_to_the_router():
     _, direct, passed_on = app_and_direct()
     assert call(direct, "GET", "/echo", b"") == []
     assert call(direct, "POST", "/echo/", b"") == []
     assert call(direct, "POST", "/other", b"") == []
-    assert call(direct, "POST", "/api/echo", b"", root_path="/api") == []
-    assert passed_on == [("GET", "/echo"), ("POST", "/echo/"), ("POST", "/other"), ("POST", "/api/echo")]
+    assert call(direct, "POST", "/query", b"") == []
+    assert passed_on == [("GET", "/echo"), ("POST", "/echo/"), ("POST", "/other"), ("POST", "/query")]
 
 
 def test_errors_are_answered_by_the_apps_handlers_and_bugs_go_up():

@@ -83,11 +83,11 @@ def create_app(
     served.install(app.state, None)
     app.state.ready = False
     app.state.keys = Keys(settings.api_key_file)
-    # Innermost first: the upload routes' direct dispatch (past FastAPI's router), the key check
+    # Innermost first: the direct dispatch of the busy routes (past FastAPI's router), the key check
     # inside BodyLimit (an oversized body is refused unread, key or not), all inside Observe, so
     # 401s and 413s are counted and carry the request's id.
     uploads = images.router(settings)
-    app.add_middleware(DirectRoutes, fastapi_app=app, routes=uploads.routes)
+    app.add_middleware(DirectRoutes, fastapi_app=app, routes=[*uploads.routes, v2.INFER])
     app.add_middleware(RequireKey, state=app.state)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(Observe, state=app.state)
