@@ -11,7 +11,9 @@ Runs, one after the other on a free port each:
 
 The requests carry real test PNGs in turn (the first 1,000 of $FMNIST_DATA's test set; one
 synthetic PNG without it). For each mode it prints requests per second, p50 and p99 latency, the
-error count and, from ``/metrics``, the mean batch size; each round also measures the in-process
+error count, the server's CPU per request (all its threads, and its event loops alone: one
+process's requests/s is bound by its event loop's thread, onnxruntime runs beside it) and, from
+``/metrics``, the mean batch size; each round also measures the in-process
 limit: what one process does with the same PNGs and no HTTP (decode + preprocess, classify in
 batches of 64 on the server's one onnxruntime thread), and the HTTP figure is printed as a share
 of it (bar: at least 0.35; the load generator shares the cores, so the share is a lower bound).
