@@ -133,26 +133,31 @@ def trained_vae(run: Path) -> tuple:
     return vae, summary
 
 
-def swap_vae(folder: Path, run: Path, data_dir: Path, command: str, download: bool = False) -> dict:
-    """The bundle in ``folder`` with the VAE of ``run`` in place of its own (module docstring)."""
+def swap_vae(folder: Path, run: Path, data_dir: Path, command: str, seed: int = 0) -> dict:
+    """The bundle in ``folder`` with the VAE of ``run`` in place of its own (module docstring); its
+    ``metrics`` are what ``fmnist evaluate --seed SEED`` reports on the official data."""
+    import torch
+
     from fmnist.export import ae_from_bundle
-    from fmnist.export.bundle import CHECK_IMAGES, _git_commit, evaluate_written
-    from fmnist.training import data as data_mod
+    from fmnist.export.bundle import CHECK_IMAGES, _git_commit
+    from fmnist.runtime.bundle import Bundle
+    from fmnist.runtime.evaluation import evaluate_bundle, load_split
 
     folder, run = Path(folder), Path(run)
     vae, summary = trained_vae(run)
-    val_fraction, seed, limit = split_settings(artifacts.load_manifest(folder))
-    splits = data_mod.load_splits(data_dir, val_fraction=val_fraction, seed=seed, limit=limit, download=download)
+    (images, labels), (train_images, _) = load_split(data_dir, "t10k"), load_split(data_dir, "train")
     provenance = {
         "run_dir": str(run.resolve()),
         "command": command,
         "git_commit": _git_commit(),
         "ae": ae_from_bundle.recorded_source(run),
     }
-    check = data_mod.to_float(splits.test.images[:CHECK_IMAGES])
-    return put_vae(
-        folder, vae, summary, provenance, check, lambda tmp: evaluate_written(tmp, splits.test, splits.train, seed)
-    )
+    check = torch.from_numpy(images[:CHECK_IMAGES]).unsqueeze(1)  # (N, 1, 28, 28)
+
+    def measure(tmp: Path) -> dict:
+        return evaluate_bundle(Bundle(tmp, "cpu"), images, labels, train_images, seed)
+
+    return put_vae(folder, vae, summary, provenance, check, measure)
 
 
 def put_vae(folder: Path, vae, summary: dict, provenance: dict, check, measure: Callable[[Path], dict]) -> dict:
