@@ -55,7 +55,7 @@ def load_folded(sequential, weights: dict[str, np.ndarray], graph: str) -> None:
     from torch import nn
 
     state = sequential.state_dict()
-    missing = [k for k, v in state.items() if k not in weights and not _is_norm(sequential, k)]
+    missing = [k for k in state if k not in weights and not _is_norm(sequential, k)]
     if missing:
         raise ConfigError(f"{graph} has no weight {missing[0]}: it is not this AE's graph (another arch?)")
     loaded = {k: torch.from_numpy(weights[k].copy()) for k in state if k in weights}
