@@ -43,11 +43,11 @@ def _versions() -> dict[str, str]:
     return {name: metadata.version(name) for name in LIBRARIES}
 
 
-def write_graphs(modules: dict, check: torch.Tensor, folder: Path) -> dict[str, dict]:
-    """Every graph of the contract, each checked against PyTorch on ``check`` (real test images)."""
+def write_graphs(modules: dict, check: torch.Tensor, folder: Path, graphs_of: tuple = GRAPHS) -> dict[str, dict]:
+    """Each graph of ``graphs_of`` (all the contract's), checked against PyTorch on ``check`` (real test images)."""
     models = {name: m.model for name, m in modules.items()}
     graphs = {}
-    for graph in GRAPHS:
+    for graph in graphs_of:
         module, example = graph_module(graph, models), example_input(graph, models, check)
         entry = graph.entry()
         absolute, scaled = export_graph(module, example, folder / graph.file, entry["inputs"][0], entry["outputs"])
