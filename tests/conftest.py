@@ -8,7 +8,9 @@ killed outright (SIGKILL) has its processes and scratch folder removed by the ne
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import signal
 import threading
 from pathlib import Path
@@ -62,8 +64,21 @@ def _watch_training_signals() -> None:
     signals._raise = _raise
 
 
+def share_the_cores(workers: int) -> None:
+    """Each pytest-xdist worker, and what it starts, gets its share of the cores for the math
+    libraries' threads (they read these when loaded, so the controller sets them before the workers
+    start). With two threads each, two workers' OpenBLAS threads spin waiting for the core the other
+    holds: an eigh of numpy's took 10 times the CPU time on the loaded machine."""
+    threads = str(max(1, len(os.sched_getaffinity(0)) // workers))
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, threads)
+
+
 def pytest_configure(config):
-    servers.begin_run()
+    worker = hasattr(config, "workerinput")  # a pytest-xdist worker (not a pytest a test starts)
+    servers.begin_run(parent=os.environ.get(servers.RUN_ENV) if worker else None)
+    if getattr(config.option, "dist", "no") != "no" and not worker:
+        share_the_cores(len(config.option.tx))
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGHUP):
             if signal.getsignal(sig) is not signal.SIG_IGN:  # as under nohup: left ignored
@@ -127,30 +142,45 @@ def data_dir() -> Path:
     return DATA_DIR
 
 
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory, data_dir) -> Path:
-    """AE, head, classifier and VAE trained once for 3 epochs on 2,000 images, in the smallest
-    architecture (the seed's: a fraction of the default's cost in training, export and evaluation)."""
+def made_once(request, tmp_path_factory, name: str, make) -> Path:
+    """The folder ``name`` that ``make(folder)`` fills, made once per test run: under pytest-xdist
+    the first worker to ask makes it in the folder all workers share, the others wait for it (a
+    file lock) and take it as it is. Tests read it; one that changes it copies it first."""
+    base = tmp_path_factory.getbasetemp()
+    if hasattr(request.config, "workerinput"):
+        base = base.parent  # the controller's: each worker's own is a folder in it
+    folder, done = base / name, base / f"{name}.done"
+    with open(base / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a worker that failed to make it left this
+            make(folder)
+            done.touch()
+    return folder
+
+
+def cli(*args) -> None:
+    """``fmnist ARGS`` in this process, which must succeed."""
     from fmnist.cli.app import app
 
-    run = tmp_path_factory.mktemp("runs") / "tiny"
-    args = ["train", "--model", "all", "--arch", "seed", "--data-dir", data_dir, "--run-dir", run, "--epochs", "3"]
-    args += ["--iw-samples", "4"]
-    result = CliRunner().invoke(app, [str(a) for a in [*args, *TINY]])
-    assert result.exit_code == 0, result.output
-    return run
-
-
-@pytest.fixture(scope="session")
-def tiny_bundle(tmp_path_factory, tiny_run, data_dir) -> Path:
-    """The tiny run exported once (small KDE)."""
-    from fmnist.cli.app import app
-
-    out = tmp_path_factory.mktemp("bundles") / "tiny"
-    args = ["export", "--run-dir", tiny_run, "--out", out, "--data-dir", data_dir, "--kde-points", "400"]
     result = CliRunner().invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output
-    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_run(request, tmp_path_factory, data_dir) -> Path:
+    """AE, head, classifier and VAE trained once for 3 epochs on 2,000 images, in the smallest
+    architecture (the seed's: a fraction of the default's cost in training, export and evaluation)."""
+    args = ["train", "--model", "all", "--arch", "seed", "--data-dir", data_dir, "--epochs", "3"]
+    args += ["--iw-samples", "4", *TINY]
+    return made_once(request, tmp_path_factory, "tiny-run", lambda run: cli(*args, "--run-dir", run))
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(request, tmp_path_factory, tiny_run, data_dir) -> Path:
+    """The tiny run exported once (small KDE)."""
+    args = ["export", "--run-dir", tiny_run, "--data-dir", data_dir, "--kde-points", "400"]
+    return made_once(request, tmp_path_factory, "tiny-bundle", lambda out: cli(*args, "--out", out))
 
 
 @pytest.fixture(scope="session")

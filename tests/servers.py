@@ -33,6 +33,7 @@ from pathlib import Path
 
 RUN_ENV = "PYTEST_FMNIST_RUN"  # not FMNIST_*: tests that start a clean environment drop those
 PATIENCE_ENV = "FMNIST_TEST_PATIENCE"  # a factor on every deadline, for a machine slower than its load says
+WORKER = "+"  # joins a pytest-xdist controller's run and its worker's: CONTROLLER+WORKER
 
 
 # --------------------------------------------------------------------------- /proc
@@ -92,6 +93,11 @@ def marked() -> dict[int, str]:
 def group(pgid: int) -> list[int]:
     """The live members of process group ``pgid``."""
     return [pid for pid in _pids() if (f := _stat(pid)) and f[2] == str(pgid) and f[0] not in ("Z", "X")]
+
+
+def children(pid: int) -> list[int]:
+    """The live processes whose parent is ``pid``."""
+    return [p for p in _pids() if (f := _stat(p)) and f[1] == str(pid) and f[0] not in ("Z", "X")]
 
 
 def command(pid: int) -> str:
@@ -249,9 +255,14 @@ def registry() -> Path:
     return folder
 
 
-def begin_run() -> str:
-    """Mark this process, and so everything it starts, as one test run; its scratch folder."""
+def begin_run(parent: str | None = None) -> str:
+    """Mark this process, and so everything it starts, as one test run; its scratch folder. A
+    pytest-xdist worker's run is named inside its controller's (``parent``): the controller's
+    :func:`end_run` then stops what a worker it had to kill left running, and the worker's
+    processes are stale once either of them is gone."""
     me = run_id(os.getpid())
+    if parent:
+        me = f"{parent}{WORKER}{me}"
     os.environ[RUN_ENV] = me
     (registry() / me).mkdir(mode=0o711, exist_ok=True)
     return me
@@ -262,9 +273,14 @@ def scratch(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix, dir=registry() / os.environ[RUN_ENV]))
 
 
+def _within(run: str, me: str) -> bool:
+    """``run`` is ``me`` or one of its pytest-xdist workers."""
+    return run == me or run.startswith(me + WORKER)
+
+
 def own_processes() -> list[int]:
     me = os.environ.get(RUN_ENV)
-    return [pid for pid, run in marked().items() if run == me]
+    return [pid for pid, run in marked().items() if me and _within(run, me)]
 
 
 def left_by(before: set[int], grace: float = 10.0) -> list[str]:
@@ -279,13 +295,20 @@ def left_by(before: set[int], grace: float = 10.0) -> list[str]:
 def end_run() -> list[str]:
     """Stop every process of this run still running, remove its scratch folder; their commands."""
     left = left_by(set(), grace=0)
-    shutil.rmtree(registry() / os.environ[RUN_ENV], ignore_errors=True)
+    me = os.environ[RUN_ENV]
+    for folder in registry().iterdir():
+        if _within(folder.name, me):
+            shutil.rmtree(folder, ignore_errors=True)
     return left
 
 
 def _owner_alive(run: str) -> bool:
-    pid = run.split("-", 1)[0]
-    return pid.isdigit() and run_id(int(pid)) == run
+    """The pytest process named by ``run`` is alive, and so is its controller if it is a worker."""
+    for owner in run.split(WORKER):
+        pid = owner.split("-", 1)[0]
+        if not (pid.isdigit() and run_id(int(pid)) == owner):
+            return False
+    return True
 
 
 def reap_stale() -> list[str]:
