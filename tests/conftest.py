@@ -3,7 +3,9 @@ $FMNIST_DATA or ../shared/data.
 
 Hygiene (tests/servers.py): SIGTERM and SIGHUP end a run like Ctrl-C, so every teardown runs; a test
 that leaves a process running errors at its teardown; what is left at the end is stopped; a run
-killed outright (SIGKILL) has its processes and scratch folder removed by the next run.
+killed outright (SIGKILL) has its processes and scratch folder removed by the next run. The same
+holds for a run on pytest-xdist's workers (pyproject.toml's addopts): each worker is a run named
+inside its controller's, which stops at its end what a worker left.
 """
 
 from __future__ import annotations
@@ -117,10 +119,33 @@ def uses_real_data(item) -> bool:
     return any(defs and defs[-1].func.__module__ == __name__ for defs in found)
 
 
+# The longest modules first (benchmarks/results/2026-12-02/suite_full.txt): pytest-xdist's workers
+# take a module at a time in collection order, so a long one taken last would keep one worker busy
+# alone at the end. test_export, the first user of the trained fixtures, starts while the other
+# worker takes test_training_processes (which trains its own); their later users find them made.
+LONGEST_FIRST = (
+    "test_training_processes",
+    "test_export",
+    "test_default_bundle",
+    "test_postgres",
+    "test_tuning",
+    "test_hygiene",
+    "test_deploy",
+    "test_base_install",
+    "test_inference_trained",
+    "test_training",
+    "test_report",
+    "test_run_safety",
+    "test_server",
+)
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if uses_real_data(item):
             item.add_marker(pytest.mark.slow)
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: a module's order kept
 
 
 @pytest.fixture(autouse=True)
