@@ -157,6 +157,22 @@ def test_a_run_killed_outright_is_cleaned_up_by_the_next(tmp_path, args):
 
 
 @pytest.mark.slow
+def test_what_a_killed_worker_left_is_stopped_by_its_controller(tmp_path):
+    """A pytest-xdist worker killed outright (as the out-of-memory killer does) runs no teardown: the
+    controller, whose run names the worker's, stops its processes at the end."""
+    run, pids, scratch = started(tmp_path, *PARALLEL)
+    try:
+        worker = scratch.parent.name.rsplit(servers.WORKER, 1)[1]  # CONTROLLER+WORKER, each PID-START
+        os.kill(int(worker.split("-")[0]), signal.SIGKILL)
+        log = finish(run)
+        assert run.returncode == 1 and "crashed" in log, log
+        assert servers.gone(pids, servers.scaled(10)) == [], log
+        assert not scratch.parent.exists(), "the worker's scratch folder outlived the run"
+    finally:
+        servers.terminate(pids)
+
+
+@pytest.mark.slow
 def test_a_test_that_leaves_a_process_running_fails_and_the_process_is_stopped(tmp_path):
     run = pytest_run(tmp_path, LEAKS)
     log = finish(run)
