@@ -78,7 +78,7 @@ def share_the_cores(workers: int) -> None:
 
 def pytest_configure(config):
     worker = hasattr(config, "workerinput")  # a pytest-xdist worker (not a pytest a test starts)
-    servers.begin_run(parent=os.environ.get(servers.RUN_ENV) if worker else None)
+    servers.begin_run(controller=os.environ.get(servers.RUN_ENV) if worker else None)
     if getattr(config.option, "dist", "no") != "no" and not worker:
         share_the_cores(len(config.option.tx))
     if threading.current_thread() is threading.main_thread():
