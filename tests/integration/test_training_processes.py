@@ -20,7 +20,7 @@ from tests.integration.test_training import read_csv, run_cli, without_time
 
 
 def test_same_seed_gives_the_same_metrics_and_resume_ends_where_a_straight_run_does(data_dir, tmp_path):
-    common = ["train", "--model", "ae", "--data-dir", data_dir, "--epochs", "3", *TINY]
+    common = ["train", "--model", "ae", "--data-dir", data_dir, "--epochs", "2", *TINY]
     assert run_cli(*common, "--run-dir", tmp_path / "a").exit_code == 0
     assert run_cli(*common, "--run-dir", tmp_path / "b").exit_code == 0
     straight = read_csv(tmp_path / "a" / "ae" / "metrics.csv")
@@ -39,11 +39,11 @@ def test_same_seed_gives_the_same_metrics_and_resume_ends_where_a_straight_run_d
     proc.kill()
     proc.wait()
     done = torch.load(run / "ae" / "last.ckpt", map_location="cpu", weights_only=False)["epoch"]
-    assert done < 3, "the run finished before it could be killed"
+    finished = torch.load(tmp_path / "a" / "ae" / "last.ckpt", map_location="cpu", weights_only=False)["epoch"]
+    assert done < finished, "the run finished before it could be killed"
     result = run_cli("train", "--model", "ae", "--data-dir", data_dir, "--run-dir", run, "--resume", "--no-progress")
     assert result.exit_code == 0, result.output
     assert without_time(read_csv(run / "ae" / "metrics.csv")) == without_time(straight)
-    finished = torch.load(tmp_path / "a" / "ae" / "last.ckpt", map_location="cpu", weights_only=False)["epoch"]
     assert torch.load(run / "ae" / "last.ckpt", map_location="cpu", weights_only=False)["epoch"] == finished
     result = run_cli("train", "--model", "ae", "--run-dir", run, "--resume", "--lr", "0.5")
     assert result.exit_code == 2 and "--lr" in result.output
@@ -86,9 +86,9 @@ def finish(proc: subprocess.Popen, timeout: float) -> tuple[str, str]:
 
 
 def stopped_run(tmp_path: Path, signum: int) -> tuple[Path, str, str, int]:
-    """A 5-epoch AE run (no --run-dir: runs/<time> below tmp_path) stopped by ``signum`` once its first
+    """A 3-epoch AE run (no --run-dir: runs/<time> below tmp_path) stopped by ``signum`` once its first
     epoch is saved; the run folder, its stdout, its stderr and its exit code."""
-    proc = start(["train", "--model", "ae", "--epochs", "5", *TINY], cwd=tmp_path)
+    proc = start(["train", "--model", "ae", "--epochs", "3", *TINY], cwd=tmp_path)
     deadline = time.monotonic() + 240
     while not list(tmp_path.glob("runs/*/ae/last.ckpt")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -113,9 +113,9 @@ def test_sigterm_keeps_the_run_says_how_to_resume_and_resume_alone_continues_it(
     out, err = finish(proc, 300)
     assert proc.returncode == 0, err[-3000:]
     assert out.splitlines()[0] == f"resuming runs/{run.name}, the newest unfinished run"
-    assert "[1/1] ae, epoch 5/5" in out + err and "[1/1] ae: test set (10000 images)" in out  # bars: either stream
-    assert [int(r["epoch"]) for r in read_csv(run / "ae" / "metrics.csv")] == [1, 2, 3, 4, 5]
-    assert json.loads((run / "ae" / "summary.json").read_text())["epochs"] == 5
+    assert "[1/1] ae, epoch 3/3" in out + err and "[1/1] ae: test set (10000 images)" in out  # bars: either stream
+    assert [int(r["epoch"]) for r in read_csv(run / "ae" / "metrics.csv")] == [1, 2, 3]
+    assert json.loads((run / "ae" / "summary.json").read_text())["epochs"] == 3
 
 
 @pytest.mark.slow
