@@ -3,12 +3,16 @@ $FMNIST_DATA or ../shared/data.
 
 Hygiene (tests/servers.py): SIGTERM and SIGHUP end a run like Ctrl-C, so every teardown runs; a test
 that leaves a process running errors at its teardown; what is left at the end is stopped; a run
-killed outright (SIGKILL) has its processes and scratch folder removed by the next run.
+killed outright (SIGKILL) has its processes and scratch folder removed by the next run. The same
+holds for a run on pytest-xdist's workers (pyproject.toml's addopts): each worker is a run named
+inside its controller's, which stops at its end what a worker left.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import signal
 import threading
 from pathlib import Path
@@ -62,8 +66,21 @@ def _watch_training_signals() -> None:
     signals._raise = _raise
 
 
+def share_the_cores(workers: int) -> None:
+    """Each pytest-xdist worker, and what it starts, gets its share of the cores for the math
+    libraries' threads (they read these when loaded, so the controller sets them before the workers
+    start). With two threads each, two workers' OpenBLAS threads spin waiting for the core the other
+    holds: an eigh of numpy's took 10 times the CPU time on the loaded machine."""
+    threads = str(max(1, len(os.sched_getaffinity(0)) // workers))
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, threads)
+
+
 def pytest_configure(config):
-    servers.begin_run()
+    worker = hasattr(config, "workerinput")  # a pytest-xdist worker (not a pytest a test starts)
+    servers.begin_run(controller=os.environ.get(servers.RUN_ENV) if worker else None)
+    if getattr(config.option, "dist", "no") != "no" and not worker:
+        share_the_cores(len(config.option.tx))
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGHUP):
             if signal.getsignal(sig) is not signal.SIG_IGN:  # as under nohup: left ignored
@@ -102,10 +119,33 @@ def uses_real_data(item) -> bool:
     return any(defs and defs[-1].func.__module__ == __name__ for defs in found)
 
 
+# The longest modules first (benchmarks/results/2026-12-02/suite_full.txt): pytest-xdist's workers
+# take a module at a time in collection order, so a long one taken last would keep one worker busy
+# alone at the end. test_export, the first user of the trained fixtures, starts while the other
+# worker takes test_training_processes (which trains its own); their later users find them made.
+LONGEST_FIRST = (
+    "test_training_processes",
+    "test_export",
+    "test_default_bundle",
+    "test_postgres",
+    "test_tuning",
+    "test_hygiene",
+    "test_deploy",
+    "test_base_install",
+    "test_inference_trained",
+    "test_training",
+    "test_report",
+    "test_run_safety",
+    "test_server",
+)
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if uses_real_data(item):
             item.add_marker(pytest.mark.slow)
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: a module's order kept
 
 
 @pytest.fixture(autouse=True)
@@ -127,30 +167,45 @@ def data_dir() -> Path:
     return DATA_DIR
 
 
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory, data_dir) -> Path:
-    """AE, head, classifier and VAE trained once for 3 epochs on 2,000 images, in the smallest
-    architecture (the seed's: a fraction of the default's cost in training, export and evaluation)."""
+def made_once(request, tmp_path_factory, name: str, make) -> Path:
+    """The folder ``name`` that ``make(folder)`` fills, made once per test run: under pytest-xdist
+    the first worker to ask makes it in the folder all workers share, the others wait for it (a
+    file lock) and take it as it is. Tests read it; one that changes it copies it first."""
+    base = tmp_path_factory.getbasetemp()
+    if hasattr(request.config, "workerinput"):
+        base = base.parent  # the controller's: each worker's own is a folder in it
+    folder, done = base / name, base / f"{name}.done"
+    with open(base / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a worker that failed to make it left this
+            make(folder)
+            done.touch()
+    return folder
+
+
+def cli(*args) -> None:
+    """``fmnist ARGS`` in this process, which must succeed."""
     from fmnist.cli.app import app
 
-    run = tmp_path_factory.mktemp("runs") / "tiny"
-    args = ["train", "--model", "all", "--arch", "seed", "--data-dir", data_dir, "--run-dir", run, "--epochs", "3"]
-    args += ["--iw-samples", "4"]
-    result = CliRunner().invoke(app, [str(a) for a in [*args, *TINY]])
-    assert result.exit_code == 0, result.output
-    return run
-
-
-@pytest.fixture(scope="session")
-def tiny_bundle(tmp_path_factory, tiny_run, data_dir) -> Path:
-    """The tiny run exported once (small KDE)."""
-    from fmnist.cli.app import app
-
-    out = tmp_path_factory.mktemp("bundles") / "tiny"
-    args = ["export", "--run-dir", tiny_run, "--out", out, "--data-dir", data_dir, "--kde-points", "400"]
     result = CliRunner().invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output
-    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_run(request, tmp_path_factory, data_dir) -> Path:
+    """AE, head, classifier and VAE trained once for 3 epochs on 2,000 images, in the smallest
+    architecture (the seed's: a fraction of the default's cost in training, export and evaluation)."""
+    args = ["train", "--model", "all", "--arch", "seed", "--data-dir", data_dir, "--epochs", "3"]
+    args += ["--iw-samples", "4", *TINY]
+    return made_once(request, tmp_path_factory, "tiny-run", lambda run: cli(*args, "--run-dir", run))
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(request, tmp_path_factory, tiny_run, data_dir) -> Path:
+    """The tiny run exported once (small KDE)."""
+    args = ["export", "--run-dir", tiny_run, "--data-dir", data_dir, "--kde-points", "400"]
+    return made_once(request, tmp_path_factory, "tiny-bundle", lambda out: cli(*args, "--out", out))
 
 
 @pytest.fixture(scope="session")

@@ -33,6 +33,11 @@ from pathlib import Path
 
 RUN_ENV = "PYTEST_FMNIST_RUN"  # not FMNIST_*: tests that start a clean environment drop those
 PATIENCE_ENV = "FMNIST_TEST_PATIENCE"  # a factor on every deadline, for a machine slower than its load says
+# A pytest-xdist worker's controller, beside RUN_ENV (which stays the worker's own PID-START, as a
+# run's always is: an older checkout's test run on the same machine takes it for a live run)
+CONTROLLER_ENV = "PYTEST_FMNIST_CONTROLLER"
+WORKER = "+"  # joins them in the name this module gives a worker's run: CONTROLLER+WORKER
+CONTROLLER_FILE = "controller"  # in a worker's scratch folder: its controller's run
 
 
 # --------------------------------------------------------------------------- /proc
@@ -76,22 +81,33 @@ def _read(path: str) -> bytes:
         os.close(fd)
 
 
+def _variable(environ: bytes, name: str) -> str | None:
+    key = f"\0{name}=".encode()
+    at = environ.find(key)
+    return None if at < 0 else environ[at + len(key) :].split(b"\0", 1)[0].decode()
+
+
 def marked() -> dict[int, str]:
-    """Every live process carrying ``RUN_ENV``, other than this one: pid -> the run that started it."""
-    key = f"\0{RUN_ENV}=".encode()
+    """Every live process carrying ``RUN_ENV``, other than this one: pid -> the run that started it
+    (CONTROLLER+WORKER for a pytest-xdist worker's)."""
     found = {}
     for pid in _pids():
         environ = b"\0" + _read(f"/proc/{pid}/environ")
-        at = environ.find(key)
-        if at >= 0 and pid != os.getpid() and alive(pid):
-            value = environ[at + len(key) :].split(b"\0", 1)[0]
-            found[pid] = value.decode()
+        run = _variable(environ, RUN_ENV)
+        if run is not None and pid != os.getpid() and alive(pid):
+            controller = _variable(environ, CONTROLLER_ENV)
+            found[pid] = f"{controller}{WORKER}{run}" if controller else run
     return found
 
 
 def group(pgid: int) -> list[int]:
     """The live members of process group ``pgid``."""
     return [pid for pid in _pids() if (f := _stat(pid)) and f[2] == str(pgid) and f[0] not in ("Z", "X")]
+
+
+def children(pid: int) -> list[int]:
+    """The live processes whose parent is ``pid``."""
+    return [p for p in _pids() if (f := _stat(p)) and f[1] == str(pid) and f[0] not in ("Z", "X")]
 
 
 def command(pid: int) -> str:
@@ -148,8 +164,9 @@ def terminate(pids: list[int], grace: float = 5.0) -> None:
 def start(cmd: list, *, env: dict | None = None, **popen) -> subprocess.Popen:
     """``cmd`` in a new session and process group; output piped (stderr into stdout) unless given."""
     env = dict(os.environ if env is None else env)
-    if RUN_ENV in os.environ:
-        env[RUN_ENV] = os.environ[RUN_ENV]
+    for name in (RUN_ENV, CONTROLLER_ENV):
+        if name in os.environ:
+            env[name] = os.environ[name]
     popen = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, **popen}
     return subprocess.Popen([str(c) for c in cmd], env=env, start_new_session=True, **popen)
 
@@ -249,12 +266,35 @@ def registry() -> Path:
     return folder
 
 
-def begin_run() -> str:
-    """Mark this process, and so everything it starts, as one test run; its scratch folder."""
+def begin_run(controller: str | None = None) -> str:
+    """Mark this process, and so everything it starts, as one test run; its scratch folder. A
+    pytest-xdist worker's run is named inside its ``controller``'s: the controller's :func:`end_run`
+    then stops what a worker that was killed left running, and the worker's processes are stale
+    once either of them is gone."""
     me = run_id(os.getpid())
     os.environ[RUN_ENV] = me
-    (registry() / me).mkdir(mode=0o711, exist_ok=True)
+    folder = registry() / me
+    folder.mkdir(mode=0o711, exist_ok=True)
+    if controller:
+        os.environ[CONTROLLER_ENV] = controller
+        (folder / CONTROLLER_FILE).write_text(controller)
+    else:  # a pytest that a worker's test starts is a run of its own
+        os.environ.pop(CONTROLLER_ENV, None)
     return me
+
+
+def current() -> str:
+    """This process's run, as :func:`marked` names it."""
+    controller, me = os.environ.get(CONTROLLER_ENV), os.environ.get(RUN_ENV, "")
+    return f"{controller}{WORKER}{me}" if controller else me
+
+
+def _folder_run(folder: Path) -> str:
+    """The run whose scratch folder this is, as :func:`marked` names it."""
+    try:
+        return f"{(folder / CONTROLLER_FILE).read_text()}{WORKER}{folder.name}"
+    except OSError:
+        return folder.name
 
 
 def scratch(prefix: str) -> Path:
@@ -262,9 +302,14 @@ def scratch(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix, dir=registry() / os.environ[RUN_ENV]))
 
 
+def _within(run: str, me: str) -> bool:
+    """``run`` is ``me`` or one of its pytest-xdist workers."""
+    return run == me or run.startswith(me + WORKER)
+
+
 def own_processes() -> list[int]:
-    me = os.environ.get(RUN_ENV)
-    return [pid for pid, run in marked().items() if run == me]
+    me = current()
+    return [pid for pid, run in marked().items() if me and _within(run, me)]
 
 
 def left_by(before: set[int], grace: float = 10.0) -> list[str]:
@@ -279,13 +324,20 @@ def left_by(before: set[int], grace: float = 10.0) -> list[str]:
 def end_run() -> list[str]:
     """Stop every process of this run still running, remove its scratch folder; their commands."""
     left = left_by(set(), grace=0)
-    shutil.rmtree(registry() / os.environ[RUN_ENV], ignore_errors=True)
+    me = current()
+    for folder in registry().iterdir():
+        if _within(_folder_run(folder), me):
+            shutil.rmtree(folder, ignore_errors=True)
     return left
 
 
 def _owner_alive(run: str) -> bool:
-    pid = run.split("-", 1)[0]
-    return pid.isdigit() and run_id(int(pid)) == run
+    """The pytest process named by ``run`` is alive, and so is its controller if it is a worker."""
+    for owner in run.split(WORKER):
+        pid = owner.split("-", 1)[0]
+        if not (pid.isdigit() and run_id(int(pid)) == owner):
+            return False
+    return True
 
 
 def reap_stale() -> list[str]:
@@ -294,6 +346,6 @@ def reap_stale() -> list[str]:
     commands = [f"{pid}: {command(pid)}" for pid in stale]
     terminate(stale)
     for folder in registry().iterdir():
-        if not _owner_alive(folder.name):
+        if not _owner_alive(_folder_run(folder)):
             shutil.rmtree(folder, ignore_errors=True)
     return commands

@@ -118,6 +118,18 @@ def test_evaluate_figures_per_class_beside_the_reconstructions(toy_bundle, forma
     assert class_conditional_quality(Bundle(format1, "cpu"), images, labels, n=20) is None
 
 
+def test_evaluate_draws_as_many_per_class_samples_as_the_test_set_holds_per_class(toy_bundle, monkeypatch):
+    """1,000 per class on the official test set (the cap); a cut-down one is not judged against 10,000."""
+    from fmnist.runtime import evaluation
+
+    model, rng = Bundle(toy_bundle, "cpu"), np.random.default_rng(0)
+    images, labels = rng.random((50, 28, 28)).astype(np.float32), np.repeat(np.arange(10), 5)
+    assert evaluation.class_conditional_quality(model, images, labels)["samples_per_class"] == 5
+    assert evaluation.class_conditional_quality(model, images, labels, n=3)["samples_per_class"] == 3
+    monkeypatch.setattr(evaluation, "CLASS_SAMPLES", 4)
+    assert evaluation.class_conditional_quality(model, images, labels)["samples_per_class"] == 4
+
+
 @pytest.fixture(scope="module")
 def api(toy_bundle):
     from fastapi.testclient import TestClient

@@ -20,8 +20,6 @@ from fmnist import artifacts
 from fmnist.cli.app import app
 from tests.integration.test_inference_cli import data_dir  # noqa: F401 (the 40-image data folder fixture)
 
-pytestmark = pytest.mark.slow  # each runs evaluate: 2,000 product photos, 10,000 per-class samples
-
 BITS_KEYS = ("vae_bits_per_dim", "gaussian_bits_per_dim", "ppca_bits_per_dim")
 
 

@@ -65,13 +65,13 @@ def test_forgets_a_process():
 """
 
 
-def pytest_run(tmp_path: Path, source: str, **env: str) -> subprocess.Popen:
-    """pytest on ``source`` with this suite's conftest, in its own process group."""
+def pytest_run(tmp_path: Path, source: str, *args: str, **env: str) -> subprocess.Popen:
+    """pytest ``ARGS`` on ``source`` with this suite's conftest, in its own process group."""
     test = tmp_path / f"test_inner_{len(list(tmp_path.glob('test_inner_*')))}.py"
     test.write_text(textwrap.dedent(source))
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.conftest",
-           "-c", tmp_path / "pytest.ini", "--rootdir", tmp_path, test]  # fmt: skip
+           "-c", tmp_path / "pytest.ini", "--rootdir", tmp_path, *args, test]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **env}
     return servers.start(cmd, cwd=ROOT, env=env, preexec_fn=interruptible)
 
@@ -90,20 +90,27 @@ def finish(run: subprocess.Popen) -> str:
     return log
 
 
-def started(tmp_path: Path) -> tuple[subprocess.Popen, list[int], Path]:
-    """The HOLDS run, once its processes run: it, their pids, its scratch folder."""
+def started(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, list[int], Path]:
+    """The HOLDS run (pytest ``ARGS``), once its processes run: it, their pids, its scratch folder."""
     out = tmp_path / "held.json"
-    run = pytest_run(tmp_path, HOLDS, HYGIENE_OUT=str(out))
+    run = pytest_run(tmp_path, HOLDS, *args, HYGIENE_OUT=str(out))
     servers.wait_for(out.exists, 120, "the inner test's processes", run)
     held = json.loads(out.read_text())
     assert all(servers.alive(p) for p in held["pids"]) and Path(held["scratch"]).is_dir()
     return run, held["pids"], Path(held["scratch"])
 
 
+PARALLEL = ("-n", "2")  # pytest-xdist's workers, as the suite runs: the processes are a worker's
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_an_interrupted_run_stops_every_process_it_started(tmp_path, sig):
-    run, pids, scratch = started(tmp_path)
+@pytest.mark.parametrize(
+    ("sig", "args"),
+    [(signal.SIGTERM, ()), (signal.SIGINT, ()), (signal.SIGTERM, PARALLEL)],
+    ids=["SIGTERM", "SIGINT", "SIGTERM-parallel"],
+)
+def test_an_interrupted_run_stops_every_process_it_started(tmp_path, sig, args):
+    run, pids, scratch = started(tmp_path, *args)
     try:
         run.send_signal(sig)  # to pytest alone, as `kill` does: the servers are in other groups
         run.wait(servers.scaled(60))
@@ -129,18 +136,37 @@ def test_a_signal_taken_by_in_process_training_still_ends_the_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_run_killed_outright_is_cleaned_up_by_the_next(tmp_path):
-    run, pids, scratch = started(tmp_path)
+@pytest.mark.parametrize("args", [(), PARALLEL], ids=["serial", "parallel"])
+def test_a_run_killed_outright_is_cleaned_up_by_the_next(tmp_path, args):
+    run, pids, scratch = started(tmp_path, *args)
     try:
-        run.kill()
+        workers = servers.children(run.pid) if args else []  # pytest-xdist's, killed with it
+        assert len(workers) == (2 if args else 0), workers
+        for pid in (run.pid, *workers):
+            os.kill(pid, signal.SIGKILL)
         run.wait()
         assert all(servers.alive(p) for p in pids)  # nothing ran after SIGKILL
-        after = pytest_run(tmp_path, "def test_nothing():\n    pass\n")
+        after = pytest_run(tmp_path, "def test_nothing():\n    pass\n", *args)
         log = finish(after)
         assert after.returncode == 0, log
         assert "stopped, left by an earlier test run that was killed" in log, log
         assert servers.gone(pids, servers.scaled(10)) == []
         assert not scratch.parent.exists()
+    finally:
+        servers.terminate(pids)
+
+
+@pytest.mark.slow
+def test_what_a_killed_worker_left_is_stopped_by_its_controller(tmp_path):
+    """A pytest-xdist worker killed outright (as the out-of-memory killer does) runs no teardown: the
+    controller, whose run names the worker's, stops its processes at the end."""
+    run, pids, scratch = started(tmp_path, *PARALLEL)
+    try:
+        os.kill(int(scratch.parent.name.split("-")[0]), signal.SIGKILL)  # the worker's run: PID-START
+        log = finish(run)
+        assert run.returncode == 1 and "crashed" in log, log
+        assert servers.gone(pids, servers.scaled(10)) == [], log
+        assert not scratch.parent.exists(), "the worker's scratch folder outlived the run"
     finally:
         servers.terminate(pids)
 

@@ -91,19 +91,22 @@ def sampler_quality(bundle: Bundle, real_features: np.ndarray, sampler: str, n: 
     }
 
 
-CLASS_SAMPLES = 1000  # samples drawn per class for the class-conditional figures
+CLASS_SAMPLES = 1000  # at most, samples drawn per class for the class-conditional figures
 
 
 def class_conditional_quality(
-    bundle: Bundle, images: np.ndarray, labels: np.ndarray, n: int = CLASS_SAMPLES, seed: int = 0
+    bundle: Bundle, images: np.ndarray, labels: np.ndarray, n: int | None = None, seed: int = 0
 ) -> dict | None:
     """Per class, ``n`` samples of the class-conditional sampler judged by the reference network:
     the share it assigns to the class, beside the share for the bundle's reconstructions of the
     class's test images (the decoder's ceiling), and the samples' Frechet distance to those test
-    images. None for a bundle without per-class samplers (format 1)."""
+    images. ``n`` defaults to the test images per class (1,000 in the official test set), at most
+    ``CLASS_SAMPLES``: a cut-down test set is not judged against ten thousand samples. None for a
+    bundle without per-class samplers (format 1)."""
     sampler = next((s.name for s in SAMPLERS_DECLARED if s.draw_class is not None), None)
     if sampler is None or not bundle.has_classes(sampler):
         return None
+    n = n or min(CLASS_SAMPLES, max(2, len(images) // len(bundle.class_names)))
     classes = {}
     for k, name in enumerate(bundle.class_names):
         real = images[labels == k]
