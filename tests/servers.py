@@ -38,6 +38,9 @@ PATIENCE_ENV = "FMNIST_TEST_PATIENCE"  # a factor on every deadline, for a machi
 CONTROLLER_ENV = "PYTEST_FMNIST_CONTROLLER"
 WORKER = "+"  # joins them in the name this module gives a worker's run: CONTROLLER+WORKER
 CONTROLLER_FILE = "controller"  # in a worker's scratch folder: its controller's run
+# Runs see only the processes of runs in their own scope: the hygiene tests' inner runs get one of
+# their own, so that no other test run on the machine reaps what they leave before they look.
+SCOPE_ENV = "PYTEST_FMNIST_SCOPE"
 
 
 # --------------------------------------------------------------------------- /proc
@@ -88,13 +91,13 @@ def _variable(environ: bytes, name: str) -> str | None:
 
 
 def marked() -> dict[int, str]:
-    """Every live process carrying ``RUN_ENV``, other than this one: pid -> the run that started it
-    (CONTROLLER+WORKER for a pytest-xdist worker's)."""
-    found = {}
+    """Every live process carrying ``RUN_ENV`` in this run's scope (``SCOPE_ENV``), other than this
+    one: pid -> the run that started it (CONTROLLER+WORKER for a pytest-xdist worker's)."""
+    found, scope = {}, os.environ.get(SCOPE_ENV, "")
     for pid in _pids():
         environ = b"\0" + _read(f"/proc/{pid}/environ")
         run = _variable(environ, RUN_ENV)
-        if run is not None and pid != os.getpid() and alive(pid):
+        if run is not None and (_variable(environ, SCOPE_ENV) or "") == scope and pid != os.getpid() and alive(pid):
             controller = _variable(environ, CONTROLLER_ENV)
             found[pid] = f"{controller}{WORKER}{run}" if controller else run
     return found
@@ -164,7 +167,7 @@ def terminate(pids: list[int], grace: float = 5.0) -> None:
 def start(cmd: list, *, env: dict | None = None, **popen) -> subprocess.Popen:
     """``cmd`` in a new session and process group; output piped (stderr into stdout) unless given."""
     env = dict(os.environ if env is None else env)
-    for name in (RUN_ENV, CONTROLLER_ENV):
+    for name in (RUN_ENV, CONTROLLER_ENV, SCOPE_ENV):
         if name in os.environ:
             env[name] = os.environ[name]
     popen = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, **popen}

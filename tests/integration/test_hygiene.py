@@ -72,7 +72,7 @@ def pytest_run(tmp_path: Path, source: str, *args: str, **env: str) -> subproces
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.conftest",
            "-c", tmp_path / "pytest.ini", "--rootdir", tmp_path, *args, test]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **env}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), servers.SCOPE_ENV: str(tmp_path), **env}
     return servers.start(cmd, cwd=ROOT, env=env, preexec_fn=interruptible)
 
 
@@ -146,6 +146,8 @@ def test_a_run_killed_outright_is_cleaned_up_by_the_next(tmp_path, args):
             os.kill(pid, signal.SIGKILL)
         run.wait()
         assert all(servers.alive(p) for p in pids)  # nothing ran after SIGKILL
+        servers.reap_stale()  # as any other test run on the machine starts: not in the killed run's scope
+        assert all(servers.alive(p) for p in pids)
         after = pytest_run(tmp_path, "def test_nothing():\n    pass\n", *args)
         log = finish(after)
         assert after.returncode == 0, log
