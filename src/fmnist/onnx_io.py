@@ -9,7 +9,7 @@ decoded, everything else (the weights) is skipped by its length. Field numbers a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # ModelProto.graph; GraphProto.input, .output; ValueInfoProto.name, .type; TypeProto.tensor_type;
 # TypeProto.Tensor.elem_type, .shape; TensorShapeProto.dim; Dimension.dim_value, .dim_param
@@ -27,8 +27,7 @@ class ProtobufError(ValueError):
     """The bytes are not a well-formed protobuf message."""
 
 
-@dataclass(frozen=True)
-class Tensor:
+class Tensor(NamedTuple):  # not a dataclass, whose making costs the CLI's cold start (fmnist.contract.graphs)
     """A graph input or output: its name, element type and shape (an int per fixed dimension,
     the symbol's name for a symbolic one, None when the graph does not say)."""
 
