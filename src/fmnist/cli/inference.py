@@ -74,6 +74,8 @@ def _stream(
     if jobs < 1:
         raise InputError(f"--jobs must be at least 1, not {jobs}")
     check_not_inputs(outs, paths)
+    if len(paths) > CHUNK:  # more than one chunk: decoded by a pool, or at length in-process
+        _long_run()
     # classify and encode print a first small batch at once; reconstruct's batches fill its grids
     first = None if batch else CHUNK
     return ImageStream(paths, invert, max_pixels, jobs, batch or BATCH, flag="--max-pixels", first=first)
@@ -291,6 +293,7 @@ def evaluate(data_dir: Path | None, as_json: bool, seed: int, artifacts: Path | 
     from fmnist.runtime.sessions import notice
 
     check_seed(seed)
+    _long_run()
     model = _bundle(artifacts, provider)
     root = data_dir or default_data_dir(recorded_data_dir(model.manifest))
     images, labels = load_split(root, "t10k")
@@ -601,18 +604,43 @@ def run(argv: list[str]) -> int:
     """Parse and run one inference command, ``argv[0]`` in COMMANDS; returns the exit code
     (argparse exits itself on --help and on usage errors)."""
     # intermixed: options may sit between the image paths, as they could with click
-    args = vars(build_parser(argv[0]).parse_intermixed_args(argv[1:]))
-    func = args.pop("func")
+    with _collector_paused():
+        args = vars(build_parser(argv[0]).parse_intermixed_args(argv[1:]))
+        func = args.pop("func")
+        try:
+            with _sigterm_stops():
+                code = func(**args)
+                sys.stdout.flush()  # a closed pipe (| head) shows here, inside the try
+            return code
+        except (FmnistError, KeyboardInterrupt, Interrupted) as e:
+            return report_error(e)
+        except BrokenPipeError:  # the reader went away: stop quietly, as click did
+            _silence_stdout()
+            return 1
+
+
+@contextlib.contextmanager
+def _collector_paused():
+    """The garbage collector off while a command starts: importing numpy, onnxruntime and Pillow
+    makes thousands of lasting objects and no garbage, so the collections they set off are waste
+    (about 4% of the cold start). A long run turns it back on (_long_run); on the way out it is
+    as the caller had it."""
+    import gc
+
+    enabled = gc.isenabled()
+    gc.disable()
     try:
-        with _sigterm_stops():
-            code = func(**args)
-            sys.stdout.flush()  # a closed pipe (| head) shows here, inside the try
-        return code
-    except (FmnistError, KeyboardInterrupt, Interrupted) as e:
-        return report_error(e)
-    except BrokenPipeError:  # the reader went away: stop quietly, as click did
-        _silence_stdout()
-        return 1
+        yield
+    finally:
+        (gc.enable if enabled else gc.disable)()
+
+
+def _long_run() -> None:
+    """Work past a cold start (many images, an evaluation): the garbage collector back on, in
+    this process and the decoding processes it forks, so that memory stays bounded."""
+    import gc
+
+    gc.enable()
 
 
 @contextlib.contextmanager
