@@ -9,7 +9,7 @@ decoded, everything else (the weights) is skipped by its length. Field numbers a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # ModelProto.graph; GraphProto.input, .output; ValueInfoProto.name, .type; TypeProto.tensor_type;
 # TypeProto.Tensor.elem_type, .shape; TensorShapeProto.dim; Dimension.dim_value, .dim_param
@@ -27,8 +27,7 @@ class ProtobufError(ValueError):
     """The bytes are not a well-formed protobuf message."""
 
 
-@dataclass(frozen=True)
-class Tensor:
+class Tensor(NamedTuple):  # not a dataclass, whose making costs the CLI's cold start (fmnist.contract.graphs)
     """A graph input or output: its name, element type and shape (an int per fixed dimension,
     the symbol's name for a symbolic one, None when the graph does not say)."""
 
@@ -37,7 +36,7 @@ class Tensor:
     shape: tuple[int | str | None, ...] | None
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
+def _varint(data: memoryview, pos: int) -> tuple[int, int]:
     result = shift = 0
     while True:
         if pos >= len(data) or shift > 63:
@@ -50,9 +49,9 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _fields(data: bytes):
+def _fields(data: memoryview):
     """(field number, wire type, value) of each field of one message; a length-delimited value
-    is its bytes, a varint its int, fixed-width values their bytes."""
+    is a view of its bytes, a varint its int, fixed-width values a view of their bytes."""
     pos = 0
     while pos < len(data):
         key, pos = _varint(data, pos)
@@ -74,11 +73,11 @@ def _fields(data: bytes):
         yield number, wire, value
 
 
-def _tensor(value_info: bytes) -> Tensor:
+def _tensor(value_info: memoryview) -> Tensor:
     name, elem_type, shape = "", None, None
     for number, wire, value in _fields(value_info):
         if number == VALUE_NAME and wire == 2:
-            name = value.decode("utf-8", "replace")
+            name = bytes(value).decode("utf-8", "replace")
         elif number == VALUE_TYPE and wire == 2:
             for n, w, tensor in _fields(value):
                 if n != TYPE_TENSOR or w != 2:
@@ -91,12 +90,12 @@ def _tensor(value_info: bytes) -> Tensor:
     return Tensor(name, elem_type, shape)
 
 
-def _dim(data: bytes) -> int | str | None:
+def _dim(data: memoryview) -> int | str | None:
     for number, wire, value in _fields(data):
         if number == DIM_VALUE and wire == 0:
             return value
         if number == DIM_PARAM and wire == 2:
-            return value.decode("utf-8", "replace")
+            return bytes(value).decode("utf-8", "replace")
     return None
 
 
@@ -107,7 +106,7 @@ def graph_io(data: bytes) -> tuple[list[Tensor], list[Tensor]]:
         ProtobufError: the bytes are not a protobuf message, or hold no graph.
     """
     graph = None
-    for number, wire, value in _fields(data):
+    for number, wire, value in _fields(memoryview(data)):  # a view: the weights are skipped, not copied
         if number == MODEL_GRAPH and wire == 2:
             graph = value
     if graph is None:

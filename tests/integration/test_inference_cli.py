@@ -388,7 +388,7 @@ def test_the_fmnist_entry_point_runs_inference_without_typer(toy_bundle, pngs):
         f"    main(['classify', {str(pngs / 'top.png')!r}, '--json', '--artifacts', {str(toy_bundle)!r}])\n"
         "except SystemExit as e:\n"
         "    assert e.code == 0, e.code\n"
-        "slow = sorted(m for m in ('typer', 'click', 'pydantic', 'rich') if m in sys.modules)\n"
+        f"slow = sorted(m for m in {SLOW!r} if m in sys.modules)\n"
         "print('slow:', slow)\n"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
@@ -396,6 +396,60 @@ def test_the_fmnist_entry_point_runs_inference_without_typer(toy_bundle, pngs):
     lines = result.stdout.strip().splitlines()
     assert json.loads(lines[0])[0]["class"] == "T-shirt/top"
     assert lines[-1] == "slow: []"
+
+
+# what the cold start of an inference command does without: typer and its kin, and standard
+# modules that cost it milliseconds (dataclasses, zipfile, shutil, importlib.resources, ...)
+SLOW = ("typer", "click", "pydantic", "rich", "dataclasses", "zipfile", "shutil", "importlib.resources")
+SLOW += ("tempfile", "multiprocessing", "PIL.ImageOps")
+
+
+@pytest.mark.parametrize("sampler", ["vae", "kde"])
+def test_generate_starts_without_the_slow_modules(toy_bundle, tmp_path, sampler):
+    out = tmp_path / "s.png"
+    args = ["generate", "--n", "4", "--sampler", sampler, "--out", str(out), "--artifacts", str(toy_bundle)]
+    probe = (
+        "import sys\n"
+        "from fmnist.__main__ import main\n"
+        "try:\n"
+        f"    main({args!r})\n"
+        "except SystemExit as e:\n"
+        "    assert e.code == 0, e.code\n"
+        f"print('slow:', sorted(m for m in {SLOW!r} if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    # the kde sampler's arrays are an .npz, which numpy reads with zipfile (and zipfile with shutil)
+    read_npz = ["shutil", "zipfile"] if sampler == "kde" else []
+    assert result.stdout.strip().splitlines()[-1] == f"slow: {read_npz}"
+    assert out.is_file()
+
+
+def test_the_command_ends_its_process_itself_with_its_output_flushed(toy_bundle, pngs, tmp_path):
+    """As a program (no argv given), an inference command ends the process without the
+    interpreter's teardown: its output all there, its exit code kept, an atexit hook never run."""
+    probe = "import atexit, sys\natexit.register(print, 'teardown')\nfrom fmnist.__main__ import main\nmain()\n"
+    paths = [str(pngs / "top.png"), str(tmp_path / "missing.png")]
+    cmd = [sys.executable, "-c", probe, "classify", *paths, "--json", "--artifacts", str(toy_bundle)]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 1, result.stderr  # one of two inputs unreadable
+    assert [r["class"] for r in json.loads(result.stdout)] == ["T-shirt/top"]
+    assert "teardown" not in result.stdout
+    assert result.stderr.count("\n") == 1 and "missing.png: no such file" in result.stderr
+
+
+def test_a_library_call_of_main_raises_system_exit():
+    probe = (
+        "import atexit\n"
+        "atexit.register(print, 'teardown')\n"
+        "from fmnist.__main__ import main\n"
+        "try:\n"
+        "    main(['classify', '--top-k', 'x'])\n"
+        "except SystemExit as e:\n"
+        "    print('exit', e.code)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.stdout.split() == ["exit", "2", "teardown"]
 
 
 def test_usage_errors_are_one_line_too(toy_bundle):

@@ -51,9 +51,8 @@ def _metavar(f: dataclasses.Field, kind: Any) -> str | None:
     return f.metadata.get("metavar")
 
 
-def _value_type(cls: type, f: dataclasses.Field) -> Any:
-    """The field's type without ``| None`` (a flag left out is None, whatever the field's type)."""
-    kind = typing.get_type_hints(cls)[f.name]
+def _value_type(kind: Any) -> Any:
+    """A field's type without ``| None`` (a flag left out is None, whatever the field's type)."""
     args = [a for a in typing.get_args(kind) if a is not type(None)]
     return args[0] if typing.get_origin(kind) in (typing.Union, types.UnionType) else kind
 
@@ -72,8 +71,9 @@ def flag_parameters(
     ``helps`` replaces a field's help and shown default (``{"epochs": "Epochs per trial. [default: 10]"}``).
     """
     params = []
+    hints = typing.get_type_hints(cls)  # once: each call evaluates every annotation of the class
     for f in dataclasses.fields(cls):
-        kind = _value_type(cls, f)
+        kind = _value_type(hints[f.name])
         text = (helps or {}).get(f.name) or f"{f.metadata.get('help', '')} [default: {shown_default(f)}]"
         option = typer.Option(
             declaration(f),

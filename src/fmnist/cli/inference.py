@@ -20,7 +20,6 @@ from fmnist.cli.outputs import check_file, check_folder, check_not_inputs
 from fmnist.errors import FmnistError, InputError, Interrupted, print_error, report_error
 from fmnist.runtime.limits import check_seed
 
-COMMANDS = ("generate", "classify", "reconstruct", "encode", "evaluate")
 DEFAULT_SCALE, MAX_SCALE = 4, 16  # 4: a 28-pixel image shows at 112 px, a size a person can look at
 
 
@@ -75,6 +74,8 @@ def _stream(
     if jobs < 1:
         raise InputError(f"--jobs must be at least 1, not {jobs}")
     check_not_inputs(outs, paths)
+    if len(paths) > CHUNK:  # more than one chunk: decoded by a pool, or at length in-process
+        _long_run()
     # classify and encode print a first small batch at once; reconstruct's batches fill its grids
     first = None if batch else CHUNK
     return ImageStream(paths, invert, max_pixels, jobs, batch or BATCH, flag="--max-pixels", first=first)
@@ -292,6 +293,7 @@ def evaluate(data_dir: Path | None, as_json: bool, seed: int, artifacts: Path | 
     from fmnist.runtime.sessions import notice
 
     check_seed(seed)
+    _long_run()
     model = _bundle(artifacts, provider)
     root = data_dir or default_data_dir(recorded_data_dir(model.manifest))
     images, labels = load_split(root, "t10k")
@@ -369,7 +371,32 @@ class _Help(argparse.HelpFormatter):
 
 class _Parser(argparse.ArgumentParser):
     def __init__(self, **kwargs) -> None:
+        self._width: int | None = None
         super().__init__(formatter_class=_Help, **kwargs)
+
+    def add_argument(self, *args, **kwargs) -> argparse.Action:
+        # argparse makes a formatter per argument only to check its metavar; at a fixed width it
+        # skips the terminal's, whose shutil import costs the cold start 3 ms (help needs it, not this)
+        self._width = 80
+        try:
+            return super().add_argument(*args, **kwargs)
+        finally:
+            self._width = None
+
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        return self.formatter_class(prog=self.prog, width=self._width)
+
+    def parse_intermixed_args(self, args=None, namespace=None) -> argparse.Namespace:
+        """A command line whose image paths come together (nearly every one) parses in one plain
+        pass, to the same result: argparse's intermixed parsing starts by formatting the whole
+        usage for its error messages (4 ms of the cold start), which ours never show. A ``--``
+        is left to argparse's intermixed parsing, whose reading of it differs."""
+        args = sys.argv[1:] if args is None else list(args)
+        if "--" not in args:
+            parsed, extras = self.parse_known_args(args, namespace)
+            if not extras:
+                return parsed
+        return super().parse_intermixed_args(args, namespace)
 
     def error(self, message: str):
         """A usage error is one line and exit code 2, like every other fmnist error; a mistyped
@@ -489,20 +516,10 @@ def _seed_flag(p: argparse.ArgumentParser, help: str) -> None:
     p.add_argument("--seed", type=int, default=0, metavar="N", help=f"{help}, {SEED_RANGE[0]} to 2**32 - 1")
 
 
-def build_parser(name: str) -> argparse.ArgumentParser:
-    """The parser of inference command ``name`` (one of COMMANDS)."""
+def _generate_options(p: argparse.ArgumentParser) -> None:
     from fmnist.contract import samplers
     from fmnist.runtime.sampling import MAX_GENERATE
 
-    parsers = {}
-
-    def command(func, images: bool) -> argparse.ArgumentParser:
-        p = parsers[func.__name__] = _Parser(prog=f"fmnist {func.__name__}", description=func.__doc__)
-        p.set_defaults(func=func)
-        _bundle_options(p, images)
-        return p
-
-    p = command(generate, images=False)
     p.add_argument("--n", type=int, default=16, metavar="N", help=f"how many images, 1 to {MAX_GENERATE:,}")
     names = [s.name for s in samplers.SAMPLERS]
     p.add_argument(
@@ -524,16 +541,14 @@ def build_parser(name: str) -> argparse.ArgumentParser:
         help="a .png (one grid), a .npy (float32 [n,28,28] in [0,1]) or a folder (one PNG each)",
     )
     _scale_flag(p)
-    if name in parsers:  # the others are not built: a command's start-up is its own
-        return parsers[name]
 
-    p = command(classify, images=True)
+
+def _classify_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=int, default=1, metavar="K", help="classes per image, most likely first, 1 to 10")
     _json_flags(p, '{"path", "label", "class", "probability"} (with --top-k > 1 also "top_k")')
-    if name in parsers:
-        return parsers[name]
 
-    p = command(reconstruct, images=True)
+
+def _reconstruct_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out",
         type=Path,
@@ -545,11 +560,13 @@ def build_parser(name: str) -> argparse.ArgumentParser:
     _scale_flag(p)
     p.add_argument("--labels", action="store_true", help='name the rows of the grid ("input", "recon.") on its left')
 
-    p = command(encode, images=True)
+
+def _encode_options(p: argparse.ArgumentParser) -> None:
     _json_flags(p, '{"path", "latent"}')
     p.add_argument("--out", type=Path, metavar="PATH", help="write the latents as a float32 .npy [N, d]")
 
-    p = command(evaluate, images=False)
+
+def _evaluate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data-dir",
         type=Path,
@@ -559,25 +576,71 @@ def build_parser(name: str) -> argparse.ArgumentParser:
     )
     p.add_argument("--json", dest="as_json", action="store_true", help="print one JSON object")
     _seed_flag(p, "seed for the VAE noise and the samplers")
-    return parsers[name]
+
+
+# each command: its function, whether it reads images, its own options (after the bundle's)
+_COMMANDS = {
+    "generate": (generate, False, _generate_options),
+    "classify": (classify, True, _classify_options),
+    "reconstruct": (reconstruct, True, _reconstruct_options),
+    "encode": (encode, True, _encode_options),
+    "evaluate": (evaluate, False, _evaluate_options),
+}
+COMMANDS = tuple(_COMMANDS)
+
+
+def build_parser(name: str) -> argparse.ArgumentParser:
+    """The parser of inference command ``name`` (one of COMMANDS); only that one is built, as a
+    command's start-up is its own."""
+    func, images, options = _COMMANDS[name]
+    p = _Parser(prog=f"fmnist {name}", description=func.__doc__)
+    p.set_defaults(func=func)
+    _bundle_options(p, images)
+    options(p)
+    return p
 
 
 def run(argv: list[str]) -> int:
     """Parse and run one inference command, ``argv[0]`` in COMMANDS; returns the exit code
     (argparse exits itself on --help and on usage errors)."""
     # intermixed: options may sit between the image paths, as they could with click
-    args = vars(build_parser(argv[0]).parse_intermixed_args(argv[1:]))
-    func = args.pop("func")
+    with _collector_paused():
+        args = vars(build_parser(argv[0]).parse_intermixed_args(argv[1:]))
+        func = args.pop("func")
+        try:
+            with _sigterm_stops():
+                code = func(**args)
+                sys.stdout.flush()  # a closed pipe (| head) shows here, inside the try
+            return code
+        except (FmnistError, KeyboardInterrupt, Interrupted) as e:
+            return report_error(e)
+        except BrokenPipeError:  # the reader went away: stop quietly, as click did
+            _silence_stdout()
+            return 1
+
+
+@contextlib.contextmanager
+def _collector_paused():
+    """The garbage collector off while a command starts: importing numpy, onnxruntime and Pillow
+    makes thousands of lasting objects and no garbage, so the collections they set off are waste
+    (about 4% of the cold start). A long run turns it back on (_long_run); on the way out it is
+    as the caller had it."""
+    import gc
+
+    enabled = gc.isenabled()
+    gc.disable()
     try:
-        with _sigterm_stops():
-            code = func(**args)
-            sys.stdout.flush()  # a closed pipe (| head) shows here, inside the try
-        return code
-    except (FmnistError, KeyboardInterrupt, Interrupted) as e:
-        return report_error(e)
-    except BrokenPipeError:  # the reader went away: stop quietly, as click did
-        _silence_stdout()
-        return 1
+        yield
+    finally:
+        (gc.enable if enabled else gc.disable)()
+
+
+def _long_run() -> None:
+    """Work past a cold start (many images, an evaluation): the garbage collector back on, in
+    this process and the decoding processes it forks, so that memory stays bounded."""
+    import gc
+
+    gc.enable()
 
 
 @contextlib.contextmanager
@@ -614,9 +677,8 @@ def register(app) -> None:
     import typer
 
     settings = {"allow_extra_args": True, "ignore_unknown_options": True}
-    for func in (generate, classify, reconstruct, encode, evaluate):
-        forward = _forwarder(func.__name__, typer)
-        app.command(func.__name__, help=func.__doc__, add_help_option=False, context_settings=settings)(forward)
+    for name, (func, _, _) in _COMMANDS.items():
+        app.command(name, help=func.__doc__, add_help_option=False, context_settings=settings)(_forwarder(name, typer))
 
 
 def _forwarder(name: str, typer):

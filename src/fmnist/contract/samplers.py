@@ -12,7 +12,7 @@ finite, these shapes, ``positive`` ones above 0) and ``Bundle`` draws through ``
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from fmnist.contract.graphs import LATENT, NUM_CLASSES
 from fmnist.errors import InputError
@@ -24,15 +24,13 @@ CLASS_FORMAT = 2
 CLASS_EXPORT = "re-export it with `fmnist export`, or add them with `python -m fmnist.export.refit BUNDLE_DIR`"
 
 
-@dataclass(frozen=True)
-class Array:
+class Array(NamedTuple):  # a NamedTuple for the cold start, as graphs.Tensor
     name: str
     shape: tuple[int | str, ...]
     positive: bool = False  # every value above 0 (a bandwidth)
 
 
-@dataclass(frozen=True)
-class Sampler:
+class Sampler(NamedTuple):
     name: str
     decoder: str  # the graph (fmnist.contract.graphs) that turns its latents into images
     arrays: tuple[Array, ...]

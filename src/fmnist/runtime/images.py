@@ -61,11 +61,11 @@ def open_image(source, name: str | None = None):
 def decode(image, name: str = "upload"):
     """Decode now (a truncated file fails here, not later) and stand the image upright by its EXIF
     orientation (photos are often stored sideways)."""
-    from PIL import ImageOps
-
     with _reading(name):
         image.load()
     if image.format == "TIFF" or ORIENTATION_KEYS & image.info.keys():  # getexif() is slow: skip when absent
+        from PIL import ImageOps  # here: most images have no orientation, and the import costs a cold start
+
         image = ImageOps.exif_transpose(image)
     return image
 

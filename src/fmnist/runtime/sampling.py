@@ -4,7 +4,6 @@ samplers there are, their arrays and their draws are declared in fmnist.contract
 from __future__ import annotations
 
 import io
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +34,8 @@ def load_samplers(
     Raises:
         BundleError: one line naming the file and the array.
     """
+    import zipfile  # here: only generate reads the arrays, and zipfile costs classify's cold start 5 ms
+
     try:
         with np.load(io.BytesIO(data) if data is not None else path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
