@@ -249,4 +249,3 @@ def start_vae_from_ae(vae: VAE, ae: AutoEncoder) -> None:
     if len(vae.trunk) == n:
         vae.mean.load_state_dict(encoder[n].state_dict())
     vae.decoder.load_state_dict(ae.decoder.state_dict())
-
