@@ -43,6 +43,15 @@ def _versions() -> dict[str, str]:
     return {name: metadata.version(name) for name in LIBRARIES}
 
 
+def vae_training_metrics(vae, summary: dict) -> dict:
+    """The VAE's entries of the manifest's ``training_metrics``: from its run's ``summary``."""
+    return {
+        "vae_elbo": summary.get("test_elbo"),
+        "vae_log_px": summary.get("test_log_px"),
+        "vae_iw_samples": vae.config.iw_samples,
+    }
+
+
 def write_graphs(modules: dict, check: torch.Tensor, folder: Path, graphs_of: tuple = GRAPHS) -> dict[str, dict]:
     """Each graph of ``graphs_of`` (all the contract's), checked against PyTorch on ``check`` (real test images)."""
     models = {name: m.model for name, m in modules.items()}
@@ -141,9 +150,7 @@ def export_bundle(
                 "classifier_accuracy": clf.get("test_accuracy"),
                 "classifier_per_class_accuracy": clf.get("test_per_class_accuracy"),
                 "head_accuracy": head.get("test_accuracy"),  # the seed's experiment: head on the frozen encoder
-                "vae_elbo": vae.get("test_elbo"),
-                "vae_log_px": vae.get("test_log_px"),
-                "vae_iw_samples": modules["vae"].config.iw_samples,
+                **vae_training_metrics(modules["vae"], vae),
                 "wall_time_s": {m: s.get("wall_time_s") for m, s in zip(MODELS, (ae, head, clf, vae), strict=True)},
             },
             "provenance": {

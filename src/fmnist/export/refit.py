@@ -92,7 +92,7 @@ def rewrite(folder: Path, fitted: ClassKDEs, command: str) -> dict:
 def vae_contents(contents: dict, vae, summary: dict, graphs: dict, provenance: dict) -> dict:
     """The manifest's contents with ``vae`` (a trained VAEModule, its run's ``summary``, its
     exported ``graphs``) in place of the bundle's VAE; ``provenance``: where it came from."""
-    from fmnist.export.bundle import vae_likelihood
+    from fmnist.export.bundle import vae_likelihood, vae_training_metrics
 
     metrics, recorded = contents.get("training_metrics", {}), contents.get("provenance", {})
     return {
@@ -102,9 +102,7 @@ def vae_contents(contents: dict, vae, summary: dict, graphs: dict, provenance: d
         "configs": {**contents.get("configs", {}), "vae": vae.config.to_dict()},
         "training_metrics": {
             **metrics,
-            "vae_elbo": summary.get("test_elbo"),
-            "vae_log_px": summary.get("test_log_px"),
-            "vae_iw_samples": vae.config.iw_samples,
+            **vae_training_metrics(vae, summary),
             "wall_time_s": {**metrics.get("wall_time_s", {}), "vae": summary.get("wall_time_s")},
         },
         "provenance": {

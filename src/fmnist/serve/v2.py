@@ -48,7 +48,7 @@ from starlette.routing import Route
 from fmnist.errors import InputError
 from fmnist.runtime import images
 from fmnist.runtime.images import INVERT_CHOICES
-from fmnist.serve.dependencies import serving
+from fmnist.serve.dependencies import read_body, serving
 
 router = APIRouter(prefix="/v2", include_in_schema=False)
 
@@ -206,7 +206,7 @@ async def infer(request: Request) -> Response:
     request.scope.setdefault("route", INFER)  # the metrics' route label (FastAPI sets it for its own routes only)
     model, batchers = _in_service(request)  # read once: the whole request runs on one bundle
     m = _find(model, batchers, request.path_params["name"])
-    header, binary = split_body(await request.body(), request.headers.get(HEADER_LENGTH))
+    header, binary = split_body(await read_body(request), request.headers.get(HEADER_LENGTH))
     inputs = read_inputs(header, binary, m)
     wanted = requested_outputs(header, m)
     parameters = header.get("parameters") or {}
