@@ -44,6 +44,38 @@ def test_a_first_batch_may_be_smaller(files, monkeypatch):
     assert [p for ps, _ in batches for p in ps] == files
 
 
+def test_a_stream_entered_decodes_before_it_is_iterated(files, monkeypatch):
+    monkeypatch.setattr(stream, "CHUNK", 3)
+    made = []
+    real = stream._pool
+    monkeypatch.setattr(stream, "_pool", lambda jobs: made.append(jobs) or real(jobs))
+    with stream.ImageStream(files, "no", None, 2, batch=7) as images:
+        assert made == [2]  # the pool started on entry, its first chunks queued
+        assert images.model_threads() == max(1, min(stream.default_jobs() - 2, 4))
+        assert [p for ps, _ in images for p in ps] == files
+    assert stream.ImageStream(files[:3], "no", None, 2).model_threads() is None  # one chunk: no pool
+
+
+def test_signals_held_are_raised_after_the_block():
+    import signal
+
+    from fmnist.errors import Interrupted
+    from fmnist.runtime import signals
+
+    def stop(signum, frame):
+        raise Interrupted(signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        with pytest.raises(Interrupted):
+            with signals.held():
+                signal.raise_signal(signal.SIGTERM)
+                reached = True  # not cut short by the signal
+        assert reached and signal.getsignal(signal.SIGTERM) is stop
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_rows_to_npy_joins_blocks(tmp_path):
     out = tmp_path / "z.npy"
     blocks = [np.arange(6, dtype=np.float64).reshape(3, 2), np.ones((2, 2))]

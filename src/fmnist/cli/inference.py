@@ -23,12 +23,13 @@ from fmnist.runtime.limits import check_seed
 DEFAULT_SCALE, MAX_SCALE = 4, 16  # 4: a 28-pixel image shows at 112 px, a size a person can look at
 
 
-def _bundle(artifacts: Path | None, provider: str):
-    """The bundle to run; when the user named none, one line on stderr says which was taken."""
+def _bundle(artifacts: Path | None, provider: str, threads: int | None = None):
+    """The bundle to run (``threads``: onnxruntime's per call, None its default); when the user
+    named none, one line on stderr says which was taken."""
     from fmnist.artifacts import ENV_VAR
     from fmnist.runtime.bundle import Bundle
 
-    model = Bundle(artifacts, provider)
+    model = Bundle(artifacts, provider, threads)
     if artifacts is None and not os.environ.get(ENV_VAR):
         from fmnist.runtime.sessions import notice
 
@@ -87,20 +88,27 @@ def _finish(stream) -> int:
 
 
 class _Rows:
-    """Result rows on stdout as they come: text lines, one JSON array (--json; written as it
+    """Result rows on stdout a batch at a time: text lines, one JSON array (--json; written as it
     grows, the same text as json.dumps of the whole list) or one JSON object per line (--jsonl)."""
 
-    def __init__(self, style: str) -> None:
-        self.style, self.count = style, 0
+    def __init__(self, style: str, text) -> None:
+        self.style, self.text, self.count, self.pending = style, text, 0, []  # text(row): its line
 
-    def write(self, row: dict, text: str) -> None:
+    def write(self, row: dict) -> None:
         if self.style == "json":
-            print(("[" if self.count == 0 else ", ") + json.dumps(row), end="")
+            self.pending.append(("[" if self.count == 0 else ", ") + json.dumps(row))
         else:
-            print(json.dumps(row) if self.style == "jsonl" else text)
+            self.pending.append((json.dumps(row) if self.style == "jsonl" else self.text(row)) + "\n")
         self.count += 1
 
+    def flush(self) -> None:
+        """The batch's rows in one write: the reader sees each batch as it is done."""
+        sys.stdout.write("".join(self.pending))
+        sys.stdout.flush()
+        self.pending.clear()
+
     def close(self) -> None:
+        self.flush()
         if self.style == "json":
             print("]" if self.count else "[]")
 
@@ -163,25 +171,28 @@ def classify(
 
     if not 1 <= top_k <= 10:
         raise InputError(f"--top-k must be between 1 and 10, not {top_k}")
-    stream = _stream(_expand(images), invert, max_pixels, jobs)
-    model = _bundle(artifacts, provider)
-    rows = _Rows(style)
-    for paths, batch in stream:
-        _no_garment_notices(paths, batch)
-        for path, ranked in zip(paths, top_classes(model.classify(batch), model.class_names, top_k), strict=True):
-            row = {"path": str(path), **ranked[0], **({"top_k": ranked} if top_k > 1 else {})}
-            rows.write(row, f"{path}: " + ", ".join(f"{c['class']} {c['probability']:.3f}" for c in ranked))
-        sys.stdout.flush()  # the reader sees each batch as it is classified
-    rows.close()
+    with _stream(_expand(images), invert, max_pixels, jobs) as stream:
+        model = _bundle(artifacts, provider, stream.model_threads())
+        rows = _Rows(style, _classified_line)
+        for paths, batch in stream:
+            _no_garment_notices(paths, batch)
+            for path, ranked in zip(paths, top_classes(model.classify(batch), model.class_names, top_k), strict=True):
+                rows.write({"path": str(path), **ranked[0], **({"top_k": ranked} if top_k > 1 else {})})
+            rows.flush()
+        rows.close()
     return _finish(stream)
 
 
+def _classified_line(row: dict) -> str:
+    return f"{row['path']}: " + ", ".join(f"{c['class']} {c['probability']:.3f}" for c in row.get("top_k", [row]))
+
+
 def _no_garment_notices(paths: list[Path], batch) -> None:
-    from fmnist.runtime.images import is_blank
+    from fmnist.runtime.images import blank_mask
     from fmnist.runtime.sessions import notice
 
-    for path, x in zip(paths, batch, strict=True):
-        if is_blank(x):
+    for path, blank in zip(paths, blank_mask(batch), strict=True):
+        if blank:
             notice(f"{path}: no garment found (the image is blank or one flat colour), its class is a guess")
 
 
@@ -208,19 +219,19 @@ def reconstruct(
     for path in grids[1:]:
         check_file(path, (".png",))
     # batches that fill each grid exactly
-    stream = _stream(paths, invert, max_pixels, jobs, tuple(grids), batch=math.gcd(per_grid, BATCH))
-    model = _bundle(artifacts, provider)
-    done, parts = 0, []
-    for paths, batch in stream:
-        recon = model.reconstruct(batch)
-        for path, mse in zip(paths, ((recon - batch) ** 2).mean((1, 2)), strict=True):
-            print(f"{path}: mse {mse:.5f}")
-        parts.append((batch, recon))
-        if sum(len(b) for b, _ in parts) == per_grid:
+    with _stream(paths, invert, max_pixels, jobs, tuple(grids), batch=math.gcd(per_grid, BATCH)) as stream:
+        model = _bundle(artifacts, provider, stream.model_threads())
+        done, parts = 0, []
+        for paths, batch in stream:
+            recon = model.reconstruct(batch)
+            for path, mse in zip(paths, ((recon - batch) ** 2).mean((1, 2)), strict=True):
+                print(f"{path}: mse {mse:.5f}")
+            parts.append((batch, recon))
+            if sum(len(b) for b, _ in parts) == per_grid:
+                _write_grid(grids[done], parts, scale, labels)
+                done, parts = done + 1, []
+        if parts:
             _write_grid(grids[done], parts, scale, labels)
-            done, parts = done + 1, []
-    if parts:
-        _write_grid(grids[done], parts, scale, labels)
     return _finish(stream)
 
 
@@ -261,19 +272,19 @@ def encode(
 
     if out is not None:
         check_file(out, (".npy",))
-    stream = _stream(_expand(images), invert, max_pixels, jobs, (out,) if out else ())
-    model = _bundle(artifacts, provider)
-    latents = ((paths, model.encode(batch)) for paths, batch in stream)
-    if out is not None:
-        n = rows_to_npy(out, (z for _, z in latents))
-        print(f"wrote {n}x{model.latent_dim} latents to {out}")
-        return _finish(stream)
-    rows = _Rows(style)
-    for paths, batch in latents:
-        for p, z in zip(paths, batch, strict=True):
-            rows.write({"path": str(p), "latent": z.tolist()}, f"{p}: " + " ".join(f"{v:.4f}" for v in z))
-        sys.stdout.flush()
-    rows.close()
+    with _stream(_expand(images), invert, max_pixels, jobs, (out,) if out else ()) as stream:
+        model = _bundle(artifacts, provider, stream.model_threads())
+        latents = ((paths, model.encode(batch)) for paths, batch in stream)
+        if out is not None:
+            n = rows_to_npy(out, (z for _, z in latents))
+            print(f"wrote {n}x{model.latent_dim} latents to {out}")
+            return _finish(stream)
+        rows = _Rows(style, lambda row: f"{row['path']}: " + " ".join(f"{v:.4f}" for v in row["latent"]))
+        for paths, batch in latents:
+            for p, z in zip(paths, batch, strict=True):
+                rows.write({"path": str(p), "latent": z.tolist()})
+            rows.flush()
+        rows.close()
     return _finish(stream)
 
 

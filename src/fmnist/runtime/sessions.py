@@ -29,8 +29,7 @@ def choose_providers(provider: str) -> list[str]:
     the normal case); cuda without a CUDA provider falls back to the CPU with a notice. A CUDA
     provider that is offered but fails to start gets its notice in Bundle.session.
     """
-    import onnxruntime as ort
-
+    ort = import_onnxruntime()
     quiet(ort)
     if provider not in PROVIDERS:
         raise InputError(f"--provider must be one of {', '.join(PROVIDERS)}, not {provider!r}")
@@ -39,6 +38,17 @@ def choose_providers(provider: str) -> list[str]:
     if provider == "cuda":
         notice("--provider cuda: this onnxruntime has no CUDA provider (pip install onnxruntime-gpu); using the CPU")
     return [CPU]
+
+
+def import_onnxruntime():
+    """onnxruntime, imported with Ctrl-C and SIGTERM held: raised inside its native module's
+    start-up, their exception would come out as a traceback of 'ImportError: initialization
+    failed' instead of the one line that says the command was stopped."""
+    from fmnist.runtime.signals import held
+
+    with held():
+        import onnxruntime
+    return onnxruntime
 
 
 def quiet(ort) -> None:

@@ -8,8 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from fmnist.errors import Interrupted
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+from fmnist.runtime.signals import STOP_SIGNALS
 
 
 def _raise(signum: int, frame) -> None:
