@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 
 import numpy as np
@@ -48,12 +49,51 @@ def test_a_stream_entered_decodes_before_it_is_iterated(files, monkeypatch):
     monkeypatch.setattr(stream, "CHUNK", 3)
     made = []
     real = stream._pool
-    monkeypatch.setattr(stream, "_pool", lambda jobs: made.append(jobs) or real(jobs))
+    monkeypatch.setattr(stream, "_pool", lambda jobs, *rest: made.append(jobs) or real(jobs, *rest))
     with stream.ImageStream(files, "no", None, 2, batch=7) as images:
         assert made == [2]  # the pool started on entry, its first chunks queued
         assert images.model_threads() == max(1, min(stream.default_jobs() - 2, 4))
         assert [p for ps, _ in images for p in ps] == files
     assert stream.ImageStream(files[:3], "no", None, 2).model_threads() is None  # one chunk: no pool
+
+
+def test_a_decoding_process_that_dies_is_one_error_and_the_rest_are_ended(files, monkeypatch):
+    import os
+    import signal
+
+    from fmnist.errors import FmnistError
+
+    parent = os.getpid()
+
+    def dies(paths, *options):
+        if os.getpid() != parent:  # in a worker (forked with this stand-in)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    monkeypatch.setattr(stream, "CHUNK", 3)
+    monkeypatch.setattr(stream, "decode_chunk", dies)
+    made = []
+    real = stream._pool
+
+    def pool(*args):
+        with real(*args) as workers:
+            made.extend(workers)
+            yield workers
+
+    monkeypatch.setattr(stream, "_pool", contextlib.contextmanager(pool))
+    ended = r"^a decoding process ended before its work was done \(killed by signal 9\); "
+    with pytest.raises(FmnistError, match=ended):
+        list(stream.ImageStream(files, "no", None, 2))
+    assert len(made) == 2 and all(w.process.exitcode is not None for w in made)  # none left running
+
+
+def test_a_decoding_process_that_fails_raises_its_error(files, monkeypatch):
+    def fails(paths, *options):
+        raise MemoryError("no room")
+
+    monkeypatch.setattr(stream, "CHUNK", 3)
+    monkeypatch.setattr(stream, "decode_chunk", fails)
+    with pytest.raises(RuntimeError, match="^a decoding process failed: MemoryError: no room$"):
+        list(stream.ImageStream(files, "no", None, 2))
 
 
 def test_signals_held_are_raised_after_the_block():
@@ -67,10 +107,9 @@ def test_signals_held_are_raised_after_the_block():
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:
-        with pytest.raises(Interrupted):
-            with signals.held():
-                signal.raise_signal(signal.SIGTERM)
-                reached = True  # not cut short by the signal
+        with pytest.raises(Interrupted), signals.held():
+            signal.raise_signal(signal.SIGTERM)
+            reached = True  # not cut short by the signal
         assert reached and signal.getsignal(signal.SIGTERM) is stop
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -16,10 +16,11 @@ import signal
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from fmnist.errors import InputError, print_error
+from fmnist.errors import FmnistError, InputError, print_error
 from fmnist.runtime.images import SIZE, load_image
 from fmnist.runtime.signals import STOP_SIGNALS, held
 
@@ -34,17 +35,47 @@ def default_jobs() -> int:
 
 
 def decode_chunk(paths: list[Path], invert: str, max_pixels: int | None, flag: str | None = None) -> tuple:
-    """(readable paths, their images (k, 28, 28) float32, one-line errors for the others);
-    ``flag`` names the option of ``max_pixels`` in the over-size message."""
-    good, images, errors = [], [], []
-    for path in paths:
+    """(positions of the readable paths, their images (k, 28, 28) float32, one-line errors for the
+    others); ``flag`` names the option of ``max_pixels`` in the over-size message."""
+    readable, images, errors = [], [], []
+    for i, path in enumerate(paths):
         try:
             images.append(load_image(path, invert, max_pixels, flag))
-            good.append(path)
+            readable.append(i)
         except InputError as e:
             errors.append(str(e))
     stacked = np.stack(images) if images else np.zeros((0, SIZE, SIZE), np.float32)
-    return good, stacked, errors
+    return readable, stacked, errors
+
+
+@contextlib.contextmanager
+def decoding(paths: list[Path], jobs: int, *options) -> Iterator[Iterator[tuple]]:
+    """(readable paths, their images, errors) of ``decode_chunk`` over ``paths`` in chunks of
+    CHUNK, in order; ``jobs`` processes at a time, started on entry with their first chunks
+    queued (so that they decode while the caller sets up its model), ended on exit."""
+    ranges = ((start, min(start + CHUNK, len(paths))) for start in range(0, len(paths), CHUNK))
+    with contextlib.ExitStack() as stack:
+        if pooled(paths, jobs):
+            results = _in_order(stack.enter_context(_pool(min(jobs, -(-len(paths) // CHUNK)), paths, options)), ranges)
+        else:
+            results = ((task, decode_chunk(paths[slice(*task)], *options)) for task in ranges)
+        yield (([paths[start + i] for i in readable], x, errors) for (start, _), (readable, x, errors) in results)
+
+
+class _Worker(NamedTuple):
+    process: object  # multiprocessing's Process
+    tasks: object  # Connection: (start, stop) ranges of the paths to it, None to end
+    results: object  # Connection: decode_chunk's results from it
+
+
+def _work(tasks, results, paths: list[Path], options: tuple) -> None:
+    """A decoding process: ranges of ``paths`` in, their ``decode_chunk`` out, until None."""
+    _worker_start()
+    while (task := tasks.recv()) is not None:
+        try:
+            results.send(decode_chunk(paths[slice(*task)], *options))
+        except Exception as e:  # noqa: BLE001 (a bug, or no memory: the parent raises it)
+            results.send(f"{type(e).__name__}: {e}")
 
 
 def _worker_start() -> None:
@@ -61,53 +92,94 @@ def _worker_start() -> None:
 
 
 @contextlib.contextmanager
-def _pool(jobs: int) -> Iterator:
-    """A pool of ``jobs`` decoding processes, ended on the way out whatever happens.
+def _pool(jobs: int, paths: list[Path], options: tuple) -> Iterator[list[_Worker]]:
+    """``jobs`` decoding processes, each with a pipe of tasks in and one of results out, ended
+    on the way out whatever happens.
 
-    fork: the workers start in milliseconds with numpy and Pillow already imported; the pool is
-    made before any onnxruntime session exists, so no runtime thread is forked mid-work. Ctrl-C
-    and SIGTERM are held while it is made: a worker must not run the parent's handlers before
-    _worker_start replaces them, and the parent must not stop half-way through making the pool
-    (its thread would go on starting workers); a signal that came meanwhile is raised once the
-    pool is made, inside the ``try`` that ends it.
+    Not multiprocessing.Pool: its three threads in this process cost a third of a core while
+    10,000 PNGs are decoded (its worker handler wakes, and polls, on every result that comes),
+    and every path would be pickled twice. Here a task is a range of ``paths``, which the
+    workers have from the start, and the results are read by the thread that uses them.
+
+    fork: the workers start in milliseconds with numpy and Pillow already imported, before any
+    onnxruntime session exists (no runtime thread is forked mid-work). Ctrl-C and SIGTERM are
+    held while they start: a worker must not run the parent's handlers before _worker_start
+    replaces them, and the parent must not stop half-way through; a signal that came meanwhile
+    is raised once they are started, inside the ``try`` that ends them.
     """
     import multiprocessing
 
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
-    pool = None
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+    workers: list[_Worker] = []
     try:
         with held():
-            pool = multiprocessing.get_context(method).Pool(jobs, initializer=_worker_start)
-        yield pool
+            for _ in range(jobs):
+                tasks_in, tasks = context.Pipe(duplex=False)
+                results, results_out = context.Pipe(duplex=False)
+                process = context.Process(target=_work, args=(tasks_in, results_out, paths, options), daemon=True)
+                workers.append(_Worker(process, tasks, results))
+                process.start()
+                tasks_in.close()
+                results_out.close()
+                _widen(results)
+        yield workers
     finally:
-        if pool is not None:
-            pool.terminate()
+        for worker in workers:
+            if worker.process.pid is not None:
+                worker.process.kill()
+        for worker in workers:
+            if worker.process.pid is not None:
+                worker.process.join()
+            worker.tasks.close()
+            worker.results.close()
 
 
-@contextlib.contextmanager
-def decoding(paths: list[Path], jobs: int, *options) -> Iterator[Iterator[tuple]]:
-    """``decode_chunk(chunk, *options)`` over ``paths`` in chunks of CHUNK, in order; ``jobs``
-    processes at a time, started on entry with their first chunks queued (so that they decode
-    while the caller sets up its model), ended on exit."""
-    chunks = (paths[start : start + CHUNK] for start in range(0, len(paths), CHUNK))
-    if not pooled(paths, jobs):
-        yield (decode_chunk(chunk, *options) for chunk in chunks)
-        return
-    with _pool(min(jobs, -(-len(paths) // CHUNK))) as pool:
+def _widen(connection) -> None:
+    """Room in a result pipe for a few chunks (Linux: 1 MiB, from 64 KiB), so that a worker does
+    not wait on the reader while the model runs."""
+    import fcntl
 
-        def submit(chunk: list[Path]):
-            return pool.apply_async(decode_chunk, (chunk, *options))
-
-        pending = collections.deque(map(submit, itertools.islice(chunks, jobs * IN_FLIGHT)))
-        yield _in_order(pending, map(submit, chunks))
+    with contextlib.suppress(AttributeError, OSError):
+        fcntl.fcntl(connection.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
 
 
-def _in_order(pending: collections.deque, more: Iterator) -> Iterator[tuple]:
-    """The results of ``pending`` tasks, oldest first, each replaced by the next of ``more``."""
-    while pending:
-        oldest = pending.popleft()
-        pending.extend(itertools.islice(more, 1))
-        yield oldest.get()
+def _in_order(workers: list[_Worker], ranges: Iterator[tuple[int, int]]) -> Iterator[tuple]:
+    """(range, decode_chunk's result) for each of ``ranges``, in order. Each range goes to the
+    worker with the fewest waiting, IN_FLIGHT a worker at first, one more for each result read."""
+    sent: collections.deque = collections.deque()  # (worker, range), oldest first
+    waiting = [0] * len(workers)
+
+    def send() -> None:
+        for task in itertools.islice(ranges, 1):
+            k = waiting.index(min(waiting))
+            workers[k].tasks.send(task)
+            waiting[k] += 1
+            sent.append((k, task))
+
+    for _ in range(len(workers) * IN_FLIGHT):
+        send()
+    while sent:
+        k, task = sent.popleft()
+        result = _receive(workers[k])
+        waiting[k] -= 1
+        send()
+        yield task, result
+
+
+def _receive(worker: _Worker) -> tuple:
+    """The worker's next result; its failure, or its death, raised."""
+    try:
+        result = worker.results.recv()
+    except (EOFError, OSError):
+        worker.process.join(1)
+        code = worker.process.exitcode
+        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        raise FmnistError(
+            f"a decoding process ended before its work was done ({how}); --jobs 1 decodes in this process"
+        ) from None
+    if isinstance(result, str):
+        raise RuntimeError(f"a decoding process failed: {result}")
+    return result
 
 
 def decoded_chunks(paths: list[Path], jobs: int, *options) -> Iterator[tuple]:
