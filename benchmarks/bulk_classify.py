@@ -4,7 +4,8 @@ Two image sets, written once under ``--work``: the 10,000 official test images a
 2,000 product-style JPEGs made from the first test images by ``fmnist.runtime.photos``. For each,
 in interleaved rounds (medians reported, so a drift in machine load touches every figure):
 
-- D: decode + preprocess alone, in parallel on all cores (the command's own process pool);
+- D: decode + preprocess alone, in parallel on all cores (the command's own process pool),
+  measured ``--repeats`` times a round, alternating with the command's runs (medians);
 - C: onnxruntime classify alone, batch 256, on all cores, images already in memory;
 - the limit when the two stages share the cores: 1 / (1/D + 1/C);
 - the command: ``python -m fmnist classify FOLDER --jsonl`` end to end, start-up included, as
@@ -15,7 +16,7 @@ Then the peak resident memory of the command's process tree (sampled from /proc 
 classifying 1,000 and then 10,000 of the PNGs: streaming keeps it flat. The no-garment notices
 printed are counted too: real garments must get none.
 
-    nice -n 10 python benchmarks/bulk_classify.py [--rounds 3] [--artifacts DIR] [--work DIR]
+    nice -n 10 python benchmarks/bulk_classify.py [--rounds 3] [--repeats 3] [--artifacts DIR] [--work DIR]
 """
 
 from __future__ import annotations
@@ -91,8 +92,10 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-def run_command(folder_args: list[str], bundle: str) -> dict:
-    """The command end to end: wall seconds, seconds to the first result, peak tree RSS, notices."""
+def run_command(folder_args: list[str], bundle: str, sample: bool = False) -> dict:
+    """The command end to end: wall seconds, seconds to the first result, notices; with ``sample``
+    its peak tree RSS too (the sampling reads all of /proc every 10 ms, about a seventh of a core,
+    so it is off while the speed is measured)."""
     cmd = [sys.executable, "-m", "fmnist", "classify", *folder_args, "--jsonl", "--artifacts", bundle]
     peak, first = 0, None
     start = time.perf_counter()
@@ -100,14 +103,15 @@ def run_command(folder_args: list[str], bundle: str) -> dict:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, env=env)
     done = threading.Event()
 
-    def sample() -> None:
+    def sample_rss() -> None:
         nonlocal peak
         while not done.is_set():
             peak = max(peak, tree_rss(proc.pid))
             time.sleep(0.01)
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
+    sampler = threading.Thread(target=sample_rss, daemon=True)
+    if sample:
+        sampler.start()
     try:
         lines = 0
         for _ in proc.stdout:
@@ -121,17 +125,24 @@ def run_command(folder_args: list[str], bundle: str) -> dict:
             os.killpg(proc.pid, 9)
             proc.wait()
     wall = time.perf_counter() - start
-    sampler.join()
+    if sample:
+        sampler.join()
     if code != 0:
         raise SystemExit(f"classify exited {code}: {stderr.strip()[:300]}")
     return {"wall": wall, "first": first, "lines": lines, "peak": peak, "notices": stderr.count("no garment found")}
 
 
-def measure_set(paths: list[Path], model: Bundle, bundle: str, jobs: int) -> dict:
-    d, images = decode_rate(paths, jobs)
+def measure_set(paths: list[Path], model: Bundle, bundle: str, jobs: int, repeats: int) -> dict:
+    """One round: D and the command ``repeats`` times each, alternately, and C; their medians."""
+    ds, commands = [], []
+    for _ in range(repeats):
+        d, images = decode_rate(paths, jobs)
+        ds.append(d)
+        commands.append(run_command([str(paths[0].parent)], bundle))
+        assert commands[-1]["lines"] == len(paths), commands[-1]
     c = classify_rate(model, images)
-    command = run_command([str(paths[0].parent)], bundle)
-    assert command["lines"] == len(paths), command
+    d = statistics.median(ds)
+    command = {key: statistics.median(r[key] for r in commands) for key in ("wall", "first", "notices")}
     start_up = run_command([str(paths[0])], bundle)["first"]  # one image: the first result is start-up alone
     rate = len(paths) / command["wall"]
     return {"D": d, "C": c, "limit": 1 / (1 / d + 1 / c), "command": rate, **command, "start_up": start_up}
@@ -146,13 +157,14 @@ def memory(paths: list[Path], bundle: str, counts: tuple[int, ...], work: Path) 
             folder.mkdir()
             for p in paths[:n]:
                 (folder / p.name).symlink_to(p)
-        out[n] = run_command([str(folder)], bundle)["peak"]
+        out[n] = run_command([str(folder)], bundle, sample=True)["peak"]
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="D and command runs per round (medians)")
     parser.add_argument("--artifacts", help="bundle (default: as the CLI resolves it)")
     parser.add_argument("--work", default="/tmp/fmnist-bulk-classify", help="folder for the image sets (kept)")
     parser.add_argument("--data-dir", default=os.environ.get("FMNIST_DATA"), help="Fashion-MNIST root")
@@ -166,7 +178,7 @@ def main() -> None:
     rounds: dict[str, list[dict]] = {name: [] for name in sets}
     for k in range(args.rounds):
         for name, paths in sets.items():
-            r = measure_set(paths, model, bundle, jobs)
+            r = measure_set(paths, model, bundle, jobs, args.repeats)
             rounds[name].append(r)
             print(f"round {k + 1} {name:13s} " + describe(r), flush=True)
     print(f"median of {args.rounds} rounds:")
