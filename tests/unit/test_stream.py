@@ -45,32 +45,38 @@ def test_a_first_batch_may_be_smaller(files, monkeypatch):
     assert [p for ps, _ in batches for p in ps] == files
 
 
-def test_a_stream_entered_decodes_before_it_is_iterated(files, monkeypatch):
+def test_a_stream_entered_decodes_before_it_is_iterated(files, monkeypatch, tmp_path):
+    import time
+
     monkeypatch.setattr(stream, "CHUNK", 3)
-    made = []
-    real = stream._pool
-    monkeypatch.setattr(stream, "_pool", lambda jobs, *rest: made.append(jobs) or real(jobs, *rest))
+    real = stream.decode_chunk
+    marks = tmp_path / "marks"
+    marks.mkdir()
+
+    def marked(paths, *options):  # runs in the workers: a file per chunk tells this process
+        (marks / paths[0].name).touch()
+        return real(paths, *options)
+
+    monkeypatch.setattr(stream, "decode_chunk", marked)
     with stream.ImageStream(files, "no", None, 2, batch=7) as images:
-        assert made == [2]  # the pool started on entry, its first chunks queued
+        deadline = time.monotonic() + 10
+        while not any(marks.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert any(marks.iterdir()), "nothing was decoded before the stream was iterated"
         assert images.model_threads() == max(1, min(stream.default_jobs() - 2, 4))
         assert [p for ps, _ in images for p in ps] == files
     assert stream.ImageStream(files[:3], "no", None, 2).model_threads() is None  # one chunk: no pool
 
 
-def test_a_decoding_process_that_dies_is_one_error_and_the_rest_are_ended(files, monkeypatch):
-    import os
-    import signal
-
-    from fmnist.errors import FmnistError
-
-    parent = os.getpid()
-
-    def dies(paths, *options):
-        if os.getpid() != parent:  # in a worker (forked with this stand-in)
-            os.kill(os.getpid(), signal.SIGKILL)
-
+def test_a_stream_iterated_twice_decodes_twice(files, monkeypatch):
     monkeypatch.setattr(stream, "CHUNK", 3)
-    monkeypatch.setattr(stream, "decode_chunk", dies)
+    images = stream.ImageStream(files, "no", None, 2, batch=7)
+    assert [p for ps, _ in images for p in ps] == files
+    assert [p for ps, _ in images for p in ps] == files
+
+
+def _pool_watched(monkeypatch) -> list:
+    """The workers of every pool made from now on, collected."""
     made = []
     real = stream._pool
 
@@ -80,10 +86,51 @@ def test_a_decoding_process_that_dies_is_one_error_and_the_rest_are_ended(files,
             yield workers
 
     monkeypatch.setattr(stream, "_pool", contextlib.contextmanager(pool))
-    ended = r"^a decoding process ended before its work was done \(killed by signal 9\); "
-    with pytest.raises(FmnistError, match=ended):
-        list(stream.ImageStream(files, "no", None, 2))
-    assert len(made) == 2 and all(w.process.exitcode is not None for w in made)  # none left running
+    return made
+
+
+@pytest.mark.parametrize("dies_on", [0, 1], ids=["first-chunk", "second-chunk"])
+def test_a_decoding_process_that_dies_is_one_error_and_the_rest_are_ended(files, monkeypatch, dies_on):
+    """On its second chunk: the parent reads its first result after it died, and then sends it
+    the next range, into a pipe that no one reads any more."""
+    import os
+    import signal
+    import time
+
+    from fmnist.errors import FmnistError
+
+    parent, real = os.getpid(), stream.decode_chunk
+    done: list = []
+
+    def dies(paths, *options):
+        if os.getpid() != parent and paths[0] != files[0]:  # the first chunk is always decoded
+            done.append(paths)
+            if len(done) > dies_on:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return real(paths, *options)
+
+    monkeypatch.setattr(stream, "CHUNK", 3)
+    monkeypatch.setattr(stream, "decode_chunk", dies)
+    made = _pool_watched(monkeypatch)
+    ended = r"^a decoding process ended before its work was done \(killed by signal 9\); --jobs 1 decodes"
+    with pytest.raises(FmnistError, match=ended), stream.ImageStream(files, "no", None, 2) as images:
+        time.sleep(0.5)  # the worker dies before its first result is read
+        list(images)
+    assert len(made) == 2 and all(w.process is not None for w in made)
+    assert all(w.results.closed and w.tasks.closed for w in made)  # and the processes reaped
+
+
+def test_a_folder_that_cannot_be_listed_is_one_error(tmp_path, monkeypatch):
+    import os
+
+    from fmnist.runtime.images import expand_inputs
+
+    def refused(path):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "scandir", refused)
+    with pytest.raises(InputError, match=rf"^{tmp_path}: cannot list the folder \(Permission denied\)$"):
+        expand_inputs([tmp_path])
 
 
 def test_a_decoding_process_that_fails_raises_its_error(files, monkeypatch):

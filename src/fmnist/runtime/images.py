@@ -181,7 +181,8 @@ def load_image(source, invert: str = "auto", max_pixels: int | None = None, flag
 
 
 def expand_inputs(paths: list[Path]) -> list[Path]:
-    """Files as given; folders replaced by their image files (sorted). A folder with none is an error."""
+    """Files as given; folders replaced by their image files (sorted). A folder with none, or one
+    that cannot be listed, is an error."""
     out = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -195,10 +196,20 @@ def expand_inputs(paths: list[Path]) -> list[Path]:
 
 
 def _image_names(folder: Path) -> list[str]:
-    """The image files' names in ``folder``, sorted (as their paths sort). os.scandir: file types
-    come with the listing, where a stat per file would take a tenth of a second per 10,000."""
-    with os.scandir(folder) as entries:
-        return sorted(e.name for e in entries if os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES and e.is_file())
+    """The names of the image files in ``folder``, in the order of their paths. os.scandir: the
+    file types come with the listing, where a stat per file took a tenth of a second per 10,000."""
+    try:
+        with os.scandir(folder) as entries:
+            names = [e.name for e in entries if _suffix(e.name) in IMAGE_SUFFIXES and e.is_file()]
+    except OSError as e:
+        raise InputError(f"{folder}: cannot list the folder ({e.strerror or e})") from None
+    return sorted(names, key=os.path.normcase)  # as paths compare: case-blind on Windows
+
+
+def _suffix(name: str) -> str:
+    """``Path(name).suffix.lower()``, without making the Path."""
+    dot = name.rfind(".")
+    return name[dot:].lower() if 0 < dot < len(name) - 1 else ""
 
 
 def grid(images: np.ndarray, columns: int | None = None, pad: int = 2, scale: int = 1) -> np.ndarray:

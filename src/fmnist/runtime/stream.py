@@ -22,7 +22,7 @@ import numpy as np
 
 from fmnist.errors import FmnistError, InputError, print_error
 from fmnist.runtime.images import SIZE, load_image
-from fmnist.runtime.signals import STOP_SIGNALS, held
+from fmnist.runtime.signals import STOP_SIGNALS, held, unblock
 
 CHUNK = 64  # paths per task: amortises the pickling, small enough for the first results to come soon
 BATCH = 256  # images per onnxruntime call
@@ -52,38 +52,52 @@ def decode_chunk(paths: list[Path], invert: str, max_pixels: int | None, flag: s
 def decoding(paths: list[Path], jobs: int, *options) -> Iterator[Iterator[tuple]]:
     """(readable paths, their images, errors) of ``decode_chunk`` over ``paths`` in chunks of
     CHUNK, in order; ``jobs`` processes at a time, started on entry with their first chunks
-    queued (so that they decode while the caller sets up its model), ended on exit."""
+    sent (so that they decode while the caller sets up its model), ended on exit."""
     ranges = ((start, min(start + CHUNK, len(paths))) for start in range(0, len(paths), CHUNK))
     with contextlib.ExitStack() as stack:
-        if pooled(paths, jobs):
-            results = _in_order(stack.enter_context(_pool(min(jobs, -(-len(paths) // CHUNK)), paths, options)), ranges)
+        if size := pool_size(paths, jobs):
+            results = _in_order(stack.enter_context(_pool(size, paths, options)), ranges)
         else:
             results = ((task, decode_chunk(paths[slice(*task)], *options)) for task in ranges)
         yield (([paths[start + i] for i in readable], x, errors) for (start, _), (readable, x, errors) in results)
 
 
+def pool_size(paths: list[Path], jobs: int) -> int:
+    """How many processes decode ``paths``: none for one chunk (a pool would only add its
+    start-up) or ``jobs`` 1, else ``jobs`` or one per chunk when that is fewer."""
+    return 0 if jobs <= 1 or len(paths) <= CHUNK else min(jobs, -(-len(paths) // CHUNK))
+
+
 class _Worker(NamedTuple):
     process: object  # multiprocessing's Process
-    tasks: object  # Connection: (start, stop) ranges of the paths to it, None to end
-    results: object  # Connection: decode_chunk's results from it
+    tasks: object  # Connection: (start, stop) ranges of the paths, to it
+    results: object  # Connection: decode_chunk's results, from it
 
 
-def _work(tasks, results, paths: list[Path], options: tuple) -> None:
-    """A decoding process: ranges of ``paths`` in, their ``decode_chunk`` out, until None."""
-    _worker_start()
-    while (task := tasks.recv()) is not None:
-        try:
-            results.send(decode_chunk(paths[slice(*task)], *options))
-        except Exception as e:  # noqa: BLE001 (a bug, or no memory: the parent raises it)
-            results.send(f"{type(e).__name__}: {e}")
+def _work(tasks, results, paths: list[Path], options: tuple, inherited: list) -> None:
+    """A decoding process: ranges of ``paths`` in, their ``decode_chunk`` out, until the parent
+    is gone (its end of ``tasks`` closed, or ``results`` no longer read)."""
+    _worker_start(inherited)
+    with contextlib.suppress(EOFError, OSError):
+        while True:
+            task = tasks.recv()
+            try:
+                result = decode_chunk(paths[slice(*task)], *options)
+            except Exception as e:  # noqa: BLE001 (a bug, or no memory: the parent raises it)
+                result = f"{type(e).__name__}: {e}"
+            results.send(result)
 
 
-def _worker_start() -> None:
+def _worker_start(inherited: list) -> None:
     """Ctrl-C reaches the whole process group: the parent reports it, the workers just stop. A
-    parent that dies (SIGTERM, SIGKILL) takes its workers with it, without their tracebacks."""
+    parent that dies takes its workers with it: on Linux at once (the parent-death signal),
+    elsewhere when they next read or write a pipe, whose other ends only the parent holds (the
+    ``inherited`` ends of fork, its and the earlier workers', are closed here)."""
+    for connection in inherited:
+        connection.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler, copied by fork
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked by _pool until now
+    unblock(STOP_SIGNALS)  # blocked by _pool until now
     if sys.platform.startswith("linux"):
         import ctypes
 
@@ -109,61 +123,73 @@ def _pool(jobs: int, paths: list[Path], options: tuple) -> Iterator[list[_Worker
     """
     import multiprocessing
 
-    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+    fork = "fork" in multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if fork else None)
     workers: list[_Worker] = []
     try:
         with held():
             for _ in range(jobs):
                 tasks_in, tasks = context.Pipe(duplex=False)
                 results, results_out = context.Pipe(duplex=False)
-                process = context.Process(target=_work, args=(tasks_in, results_out, paths, options), daemon=True)
-                workers.append(_Worker(process, tasks, results))
-                process.start()
-                tasks_in.close()
-                results_out.close()
+                workers.append(_Worker(None, tasks, results))
+                mine = [end for w in workers for end in (w.tasks, w.results)] if fork else []
+                try:
+                    process = context.Process(
+                        target=_work, args=(tasks_in, results_out, paths, options, mine), daemon=True
+                    )
+                    process.start()
+                    workers[-1] = _Worker(process, tasks, results)
+                finally:
+                    tasks_in.close()
+                    results_out.close()
                 _widen(results)
         yield workers
     finally:
         for worker in workers:
-            if worker.process.pid is not None:
+            worker.tasks.close()
+            if worker.process is not None:
                 worker.process.kill()
         for worker in workers:
-            if worker.process.pid is not None:
+            if worker.process is not None:
                 worker.process.join()
-            worker.tasks.close()
+                worker.process.close()
             worker.results.close()
 
 
 def _widen(connection) -> None:
     """Room in a result pipe for a few chunks (Linux: 1 MiB, from 64 KiB), so that a worker does
     not wait on the reader while the model runs."""
-    import fcntl
+    with contextlib.suppress(ImportError, AttributeError, OSError):
+        import fcntl
 
-    with contextlib.suppress(AttributeError, OSError):
         fcntl.fcntl(connection.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
 
 
 def _in_order(workers: list[_Worker], ranges: Iterator[tuple[int, int]]) -> Iterator[tuple]:
     """(range, decode_chunk's result) for each of ``ranges``, in order. Each range goes to the
-    worker with the fewest waiting, IN_FLIGHT a worker at first, one more for each result read."""
+    worker with the fewest waiting: IN_FLIGHT a worker now, one more for each result read."""
     sent: collections.deque = collections.deque()  # (worker, range), oldest first
     waiting = [0] * len(workers)
 
     def send() -> None:
         for task in itertools.islice(ranges, 1):
             k = waiting.index(min(waiting))
-            workers[k].tasks.send(task)
+            with contextlib.suppress(OSError):  # a worker gone: _receive says so when its turn comes
+                workers[k].tasks.send(task)
             waiting[k] += 1
             sent.append((k, task))
 
+    def results() -> Iterator[tuple]:
+        while sent:
+            k, task = sent.popleft()
+            result = _receive(workers[k])
+            waiting[k] -= 1
+            send()
+            yield task, result
+
     for _ in range(len(workers) * IN_FLIGHT):
         send()
-    while sent:
-        k, task = sent.popleft()
-        result = _receive(workers[k])
-        waiting[k] -= 1
-        send()
-        yield task, result
+    return results()
 
 
 def _receive(worker: _Worker) -> tuple:
@@ -186,11 +212,6 @@ def decoded_chunks(paths: list[Path], jobs: int, *options) -> Iterator[tuple]:
     """``decoding`` as one generator."""
     with decoding(paths, jobs, *options) as chunks:
         yield from chunks
-
-
-def pooled(paths: list[Path], jobs: int) -> bool:
-    """Whether ``paths`` are decoded by a pool: a handful in-process would only add its start-up."""
-    return jobs > 1 and len(paths) > CHUNK
 
 
 class ImageStream:
@@ -225,17 +246,18 @@ class ImageStream:
 
     def __exit__(self, *exc) -> None:
         self._exits.close()
+        self._chunks = None
 
     def model_threads(self) -> int | None:
         """onnxruntime's threads beside the decoding: the cores the pool leaves free, at least one
         (None: its default). A call split over more threads than that waits, each batch, for the
         one a decoder pushed off its core (one thread beside two decoders on two cores: 5% less
         time for 10,000 PNGs, paired runs)."""
-        if not pooled(self.paths, self.jobs):
+        if not (size := pool_size(self.paths, self.jobs)):
             return None
         from fmnist.runtime.sessions import THREADS
 
-        return max(1, min(THREADS, default_jobs() - self.jobs))
+        return max(1, min(THREADS, default_jobs() - size))
 
     def __iter__(self) -> Iterator[tuple[list[Path], np.ndarray]]:
         if self._chunks is None:
