@@ -123,37 +123,52 @@ def _pool(jobs: int, paths: list[Path], options: tuple) -> Iterator[list[_Worker
     """
     import multiprocessing
 
-    fork = "fork" in multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if fork else None)
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
     workers: list[_Worker] = []
     try:
-        with held():
-            for _ in range(jobs):
-                tasks_in, tasks = context.Pipe(duplex=False)
-                results, results_out = context.Pipe(duplex=False)
-                workers.append(_Worker(None, tasks, results))
-                mine = [end for w in workers for end in (w.tasks, w.results)] if fork else []
-                try:
-                    process = context.Process(
-                        target=_work, args=(tasks_in, results_out, paths, options, mine), daemon=True
-                    )
-                    process.start()
-                    workers[-1] = _Worker(process, tasks, results)
-                finally:
-                    tasks_in.close()
-                    results_out.close()
-                _widen(results)
+        try:
+            with held():
+                for _ in range(jobs):
+                    workers.append(_start_worker(context, paths, options, workers))
+        except OSError as e:  # out of processes or file descriptors: --jobs 500, say
+            why = e.strerror or e
+            raise FmnistError(f"cannot start {jobs} decoding processes ({why}); give a lower --jobs") from None
         yield workers
     finally:
         for worker in workers:
             worker.tasks.close()
-            if worker.process is not None:
-                worker.process.kill()
+            worker.process.kill()
         for worker in workers:
-            if worker.process is not None:
-                worker.process.join()
-                worker.process.close()
+            worker.process.join()
+            worker.process.close()
             worker.results.close()
+
+
+def _start_worker(context, paths: list[Path], options: tuple, earlier: list[_Worker]) -> _Worker:
+    """One decoding process and its two pipes. The child's ends are closed here once it holds
+    them; under fork, the child closes the ends of this process that it was given (``earlier``
+    workers' and its own)."""
+    mine, its = [], []
+    try:
+        tasks_in, tasks = context.Pipe(duplex=False)
+        mine.append(tasks)
+        its.append(tasks_in)
+        results, results_out = context.Pipe(duplex=False)
+        mine.append(results)
+        its.append(results_out)
+        forked = context.get_start_method() == "fork"
+        inherited = [end for w in earlier for end in (w.tasks, w.results)] + mine if forked else []
+        process = context.Process(target=_work, args=(tasks_in, results_out, paths, options, inherited), daemon=True)
+        process.start()
+    except BaseException:
+        for end in mine:
+            end.close()
+        raise
+    finally:
+        for end in its:
+            end.close()
+    _widen(results)
+    return _Worker(process, tasks, results)
 
 
 def _widen(connection) -> None:
