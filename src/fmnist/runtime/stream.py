@@ -110,10 +110,10 @@ def _pool(jobs: int, paths: list[Path], options: tuple) -> Iterator[list[_Worker
     """``jobs`` decoding processes, each with a pipe of tasks in and one of results out, ended
     on the way out whatever happens.
 
-    Not multiprocessing.Pool: its three threads in this process cost a third of a core while
-    10,000 PNGs are decoded (its worker handler wakes, and polls, on every result that comes),
-    and every path would be pickled twice. Here a task is a range of ``paths``, which the
-    workers have from the start, and the results are read by the thread that uses them.
+    Not multiprocessing.Pool: its three threads in this process took CPU from the decoders (its
+    worker handler wakes, and polls, on every result that comes), and every path would be pickled
+    twice. Here a task is a range of ``paths``, which the workers have from the start, and the
+    results are read by the thread that uses them.
 
     fork: the workers start in milliseconds with numpy and Pillow already imported, before any
     onnxruntime session exists (no runtime thread is forked mid-work). Ctrl-C and SIGTERM are
@@ -266,8 +266,7 @@ class ImageStream:
     def model_threads(self) -> int | None:
         """onnxruntime's threads beside the decoding: the cores the pool leaves free, at least one
         (None: its default). A call split over more threads than that waits, each batch, for the
-        one a decoder pushed off its core (one thread beside two decoders on two cores: 5% less
-        time for 10,000 PNGs, paired runs)."""
+        one a decoder pushed off its core."""
         if not (size := pool_size(self.paths, self.jobs)):
             return None
         from fmnist.runtime.sessions import THREADS
@@ -275,10 +274,7 @@ class ImageStream:
         return max(1, min(THREADS, default_jobs() - size))
 
     def __iter__(self) -> Iterator[tuple[list[Path], np.ndarray]]:
-        if self._chunks is None:
-            with self:
-                yield from self._batches(self._chunks)
-        else:
+        with self if self._chunks is None else contextlib.nullcontext():
             yield from self._batches(self._chunks)
 
     def _batches(self, chunks: Iterator[tuple]) -> Iterator[tuple[list[Path], np.ndarray]]:

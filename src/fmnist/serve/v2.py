@@ -203,7 +203,6 @@ async def infer(request: Request) -> Response:
     A plain Starlette route, dispatched past FastAPI's router (``fmnist.serve.direct``): FastAPI's
     parameter solving and routing would cost more than the rest of the protocol's handling (the
     image model must keep up with /v1/classify)."""
-    request.scope.setdefault("route", INFER)  # the metrics' route label (FastAPI sets it for its own routes only)
     model, batchers = _in_service(request)  # read once: the whole request runs on one bundle
     m = _find(model, batchers, request.path_params["name"])
     header, binary = split_body(await read_body(request), request.headers.get(HEADER_LENGTH))
